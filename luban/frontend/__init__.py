@@ -1,0 +1,1 @@
+"""Frontend ops that are compositions too large to sit in tensor.py."""

@@ -1,0 +1,127 @@
+"""Counter-based random numbers: the same seed gives the same bits on every device.
+
+Bits are an integer hash of (element index + a running offset) keyed by the seed, built
+from primitive uint32 ops (xor, shift, multiply wrap the same everywhere). Seed and
+offset enter kernels as a small buffer, not as constants, so a training loop that draws
+new numbers each step reuses one compiled kernel.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes
+from ..graph.lazy import LazyBuffer
+from ..runtime import canonical_device, default_device
+from ..schedule import from_numpy
+from ..tensor import Tensor, _shape_arg
+
+_state = {"seed": 0, "offset": 0}
+
+
+def manual_seed(seed: int) -> None:
+    """Reset the generator: later draws are a pure function of `seed`."""
+    _state["seed"] = int(seed) & 0xFFFFFFFF
+    _state["offset"] = 0
+
+
+def initial_seed() -> int:
+    return _state["seed"]
+
+
+def get_rng_state() -> np.ndarray:
+    return np.array([_state["seed"], _state["offset"]], dtype=np.int64)
+
+
+def set_rng_state(state) -> None:
+    state = np.asarray(state, dtype=np.int64).reshape(-1)
+    _state["seed"], _state["offset"] = int(state[0]), int(state[1])
+
+
+def _hash(x: Tensor) -> Tensor:
+    """lowbias32: a fast integer hash with good avalanche."""
+    x = x ^ (x >> 16)
+    x = x * 0x7FEB352D
+    x = x ^ (x >> 15)
+    x = x * 0x846CA68B
+    return x ^ (x >> 16)
+
+
+def random_bits(n: int, device: str) -> Tensor:
+    """n uint32 words; advances the generator's offset by n."""
+    key = np.array([_state["seed"], _state["offset"] & 0xFFFFFFFF], dtype=np.uint32)
+    _state["offset"] += n
+    k = Tensor._wrap(from_numpy(key, dtypes.uint32, device))
+    seed = k.narrow(0, 0, 1).expand(n)
+    offset = k.narrow(0, 1, 1).expand(n)
+    ctr = Tensor._wrap(LazyBuffer.iota(n, dtypes.uint32, device)) + offset
+    return _hash(_hash(ctr ^ _hash(seed)) + seed)
+
+
+def _uniform01(shape: tuple, dtype, device: str) -> Tensor:
+    n = math.prod(shape)
+    bits = random_bits(n, device)
+    # 24 random bits fill float32's mantissa exactly: values in [0, 1), never 1.0
+    u = (bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))
+    return u.cast(dtype).reshape(shape)
+
+
+def _args(size, dtype, device):
+    dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.default_float
+    device = default_device() if device is None else canonical_device(device)
+    return _shape_arg(size), dtype, device
+
+
+def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    shape, dtype, device = _args(size, dtype, device)
+    out = _uniform01(shape, dtype, device)
+    return out.requires_grad_() if requires_grad else out
+
+
+def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal by Box-Muller on two uniform draws."""
+    shape, dtype, device = _args(size, dtype, device)
+    u1 = _uniform01(shape, dtypes.float32, device)
+    u2 = _uniform01(shape, dtypes.float32, device)
+    z = (-2.0 * (1.0 - u1).log()).sqrt() * (2 * math.pi * u2).cos()
+    out = z.cast(dtype)
+    return out.requires_grad_() if requires_grad else out
+
+
+def randint(low, high=None, size=None, dtype=None, device=None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    if high <= low:
+        raise RuntimeError(f"randint: expected low < high, got low={low}, high={high}")
+    shape = _shape_arg(size if isinstance(size, (tuple, list)) else (size,))
+    dtype = dtypes.get_dtype(dtype) if dtype is not None else dtypes.int64
+    device = default_device() if device is None else canonical_device(device)
+    bits = random_bits(math.prod(shape), device).cast(dtypes.float64)
+    v = (bits * ((high - low) / 4294967296.0)).floor() + low
+    return v.cast(dtype).reshape(shape)
+
+
+def rand_like(t: Tensor, dtype=None, device=None) -> Tensor:
+    return rand(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def randn_like(t: Tensor, dtype=None, device=None) -> Tensor:
+    return randn(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def randint_like(t: Tensor, low, high=None, dtype=None, device=None) -> Tensor:
+    return randint(low, high, tuple(t.shape), dtype=dtype or t.dtype, device=device or t.device)
+
+
+def randperm(n: int, dtype=None, device=None) -> Tensor:
+    """A permutation of 0..n-1 drawn from the luban generator (sorted on the host)."""
+    keys = random_bits(n, default_device() if device is None else canonical_device(device)).numpy()
+    order = np.argsort(keys, kind="stable")
+    return Tensor(order, dtype=dtype or dtypes.int64, device=device)
+
+
+def bernoulli(p: Tensor) -> Tensor:
+    return (rand(*p.shape, dtype=p.dtype, device=p.device) < p).cast(p.dtype)

@@ -1,0 +1,1 @@
+"""Padding modes, sliding windows, convolution and pooling."""

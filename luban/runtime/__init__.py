@@ -1,0 +1,39 @@
+"""Device registry: name -> Device instance, created on first use."""
+from __future__ import annotations
+
+import importlib
+import os
+
+from .device import Device
+
+_FACTORIES = {"numpy": ("luban.runtime.numpy", "NumpyDevice"), "cpu": ("luban.runtime.cpu", "CPUDevice")}
+_INSTANCES: dict[str, Device] = {}
+
+
+def register_device(name: str, module: str, cls: str) -> None:
+    """Make `name` usable as a device string (a vendor backend calls this)."""
+    _FACTORIES[name] = (module, cls)
+
+
+def available_devices() -> list[str]:
+    return list(_FACTORIES)
+
+
+def canonical_device(name) -> str:
+    name = str(name)
+    base = name.split(":")[0]
+    if base not in _FACTORIES:
+        raise RuntimeError(f"unknown device {name!r}; available devices: {', '.join(_FACTORIES)}")
+    return base
+
+
+def get_device(name: str) -> Device:
+    dev = _INSTANCES.get(name)
+    if dev is None:
+        module, cls = _FACTORIES[canonical_device(name)]
+        dev = _INSTANCES[name] = getattr(importlib.import_module(module), cls)()
+    return dev
+
+
+def default_device() -> str:
+    return canonical_device(os.environ.get("LUBAN_DEVICE", "cpu"))

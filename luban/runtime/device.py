@@ -1,0 +1,50 @@
+"""The device interface: everything a backend must provide to run every luban model.
+
+A device knows buffers, programs and launches; it knows nothing of Tensor, autograd
+or the graph. Generated source comes from a renderer in `luban.codegen`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Device:
+    """Required: alloc, free, copyin, copyout, compile, launch, synchronize.
+
+    name: the device string users pass (`tensor.to("cpu")`).
+    renderer: name of the `luban.codegen` module that turns a Kernel into source.
+    dtypes: the dtypes this device claims (the conformance suite tests exactly these).
+    """
+
+    name: str = "?"
+    renderer: str = "?"
+    dtypes: frozenset = frozenset()
+
+    def alloc(self, nbytes: int) -> Any:
+        """Return an opaque buffer handle of at least `nbytes` bytes."""
+        raise NotImplementedError
+
+    def free(self, buf: Any) -> None:
+        raise NotImplementedError
+
+    def copyin(self, buf: Any, host: np.ndarray) -> None:
+        """Copy a C-contiguous host array's bytes into `buf`."""
+        raise NotImplementedError
+
+    def copyout(self, host: np.ndarray, buf: Any) -> None:
+        """Copy `buf`'s bytes into the C-contiguous host array `host`."""
+        raise NotImplementedError
+
+    def compile(self, source: Any, name: str) -> Any:
+        """Turn rendered source into a launchable program (cache it on disk if costly)."""
+        raise NotImplementedError
+
+    def launch(self, program: Any, bufs: list) -> None:
+        """Run `program` on buffers [out, in0, in1, ...]. Raises IndexError if the
+        kernel reported an out-of-range gather/scatter index."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        pass

@@ -1,0 +1,180 @@
+"""Graph -> kernels. Decides which nodes are materialized and lowers each
+materialized node's inline subtree to a kernel AST.
+
+Fusion rules, all following from "a kernel evaluates its tree at an index":
+- elementwise and movement ops always inline (movement only rewrites the index);
+- a reduce inlines into its consumers (an epilogue, even through reshapes);
+- under an EXPAND that broadcasts (or as a GATHER's table), inlining would recompute the
+  subtree once per broadcast copy, so a subtree that holds a reduce or real arithmetic
+  on loaded data is materialized there;
+- a node with several consumers that holds a reduce is materialized once, not redone;
+- SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..codegen.kernel import Kernel, KNode
+from ..graph.lazy import LazyBuffer, toposort
+from ..graph.ops import ELEMENTWISE, REDUCE, Op
+
+_ALWAYS = (Op.SCATTER_ADD, Op.CONTIGUOUS, Op.COPY)
+
+
+@dataclass
+class ScheduleItem:
+    out: LazyBuffer
+    kernel: Kernel | None  # None for a COPY between devices
+    inputs: list  # LazyBuffers whose buffers the kernel loads, in LOAD order
+
+
+def _broadcasts(node: LazyBuffer) -> bool:
+    return node.op is Op.EXPAND and any(a != b for a, b in zip(node.src[0].shape, node.shape))
+
+
+class _Planner:
+    def __init__(self, targets: list[LazyBuffer]):
+        self.order = toposort(targets)
+        self.consumers: dict[int, int] = {}
+        for n in self.order:
+            if n.buffer is None:
+                for s in n.src:
+                    self.consumers[id(s)] = self.consumers.get(id(s), 0) + 1
+        self.mat = {id(t) for t in targets if t.buffer is None}
+        self.mat |= {id(n) for n in self.order if n.op in _ALWAYS and n.buffer is None}
+        for n in self.order:  # a COPY's source is realized on its own device first
+            if n.op is Op.COPY and n.buffer is None:
+                self.mat.add(id(n.src[0]))
+        self._cost: dict[int, tuple[bool, bool, bool]] = {}
+        self._dirty = True
+
+    def _summary(self, n: LazyBuffer) -> tuple[bool, bool]:
+        """(holds a reduce, holds real work) within n's inline tree; work is a reduce, a
+        gather, or arithmetic that touches loaded data (not just constants/iota)."""
+        if self._dirty:
+            self._recompute()
+        return self._cost[id(n)][:2]
+
+    def _recompute(self) -> None:
+        cost = self._cost
+        cost.clear()
+        for n in self.order:  # producers first, so every source is already summarized
+            if n.buffer is not None or id(n) in self.mat:
+                cost[id(n)] = (False, False, True)
+                continue
+            if n.op in (Op.CONST, Op.IOTA):
+                cost[id(n)] = (False, False, False)
+                continue
+            red, work, loads = n.op in REDUCE, n.op is Op.GATHER, False
+            for s in n.src:
+                r, w, ld = cost[id(s)]
+                red, work, loads = red or r, work or w, loads or ld
+            if n.op in ELEMENTWISE and n.op is not Op.CAST and loads:
+                work = True
+            cost[id(n)] = (red, work or red, loads)
+        self._dirty = False
+
+    def plan(self) -> list[LazyBuffer]:
+        """Fix the materialized set; returns it in execution order."""
+        walked: set = set()
+        while True:
+            # broadcast rule first: it cuts trees, which changes what "holds a reduce" means
+            for root in reversed(self.order):
+                if id(root) in self.mat and root.buffer is None and id(root) not in walked:
+                    walked.add(id(root))
+                    self._walk_root(root)
+            # then producers first, so a consumer is judged after its producers were cut
+            grew = False
+            for n in self.order:
+                if (n.buffer is None and id(n) not in self.mat and self.consumers.get(id(n), 0) > 1
+                        and self._summary(n)[0]):
+                    self.mat.add(id(n))
+                    self._dirty = grew = True
+            if not grew:
+                return [n for n in self.order if id(n) in self.mat and n.buffer is None]
+
+    def _walk_root(self, root: LazyBuffer) -> None:
+        if root.op is Op.COPY:
+            return
+        stack = [(s, _broadcasts(root) or (root.op is Op.GATHER and i == 0)) for i, s in enumerate(root.src)]
+        seen = set()
+        while stack:
+            n, crossed = stack.pop()
+            if n.buffer is not None or id(n) in self.mat or (id(n), crossed) in seen:
+                continue
+            seen.add((id(n), crossed))
+            if n.op is Op.CONST or n.op is Op.IOTA:
+                continue
+            if crossed and self._summary(n)[1]:
+                self.mat.add(id(n))
+                self._dirty = True  # summaries above n changed
+                continue
+            for i, s in enumerate(n.src):
+                stack.append((s, crossed or _broadcasts(n) or (n.op is Op.GATHER and i == 0)))
+
+
+def lower(root: LazyBuffer, mat: set) -> tuple[Kernel, list]:
+    """The kernel computing `root`: its inline tree as KNodes, materialized nodes as LOADs."""
+    inputs: list[LazyBuffer] = []
+    slot: dict[int, int] = {}
+    memo: dict[int, KNode] = {}
+
+    def load(n: LazyBuffer) -> KNode:
+        if id(n) not in slot:
+            slot[id(n)] = len(inputs)
+            inputs.append(n)
+        return KNode(Op.LOAD, (), slot[id(n)], n.dtype, n.shape)
+
+    def build(n: LazyBuffer, is_root: bool) -> KNode:
+        if n.buffer is not None or (not is_root and id(n) in mat):
+            return load(n)
+        got = memo.get(id(n))
+        if got is not None:
+            return got
+        if n.op is Op.CONTIGUOUS:
+            k = build(n.src[0], False)
+        else:
+            k = KNode(n.op, tuple(build(s, False) for s in n.src), n.arg, n.dtype, n.shape)
+        memo[id(n)] = k
+        return k
+
+    # build producers first so recursion stays shallow on deep elementwise chains
+    for n in _inline_order(root, mat):
+        build(n, False)
+    ast = build(root, True)
+    spec = tuple((n.dtype, n.shape) for n in inputs)
+    return Kernel(ast, spec, _name(ast)), inputs
+
+
+def _inline_order(root: LazyBuffer, mat: set) -> list[LazyBuffer]:
+    order, seen, stack = [], set(), [(s, False) for s in root.src]
+    while stack:
+        n, done = stack.pop()
+        if done:
+            order.append(n)
+        elif id(n) not in seen and n.buffer is None and id(n) not in mat:
+            seen.add(id(n))
+            stack.append((n, True))
+            stack.extend((s, False) for s in n.src)
+    return order
+
+
+def _name(ast: KNode) -> str:
+    ops = {n.op for n in ast.toposort()}
+    kind = "scatter" if Op.SCATTER_ADD in ops else "gather" if Op.GATHER in ops else \
+        "reduce" if ops & REDUCE else "elementwise"
+    dims = "x".join(str(s) for s in ast.shape) or "scalar"
+    return f"{kind}_{dims}"
+
+
+def create_schedule(targets: list[LazyBuffer]) -> list[ScheduleItem]:
+    planner = _Planner(targets)
+    items = []
+    mat_nodes = planner.plan()
+    for n in mat_nodes:
+        if n.op is Op.COPY:
+            items.append(ScheduleItem(n, None, [n.src[0]]))
+            continue
+        kernel, inputs = lower(n, planner.mat)
+        items.append(ScheduleItem(n, kernel, inputs))
+    return items
