@@ -14,7 +14,7 @@ from .frontend.random import (bernoulli, get_rng_state, initial_seed, manual_see
                               randint_like, randn, randn_like, randperm, set_rng_state)
 from .frontend.ops import *  # noqa: F401,F403  (torch-style free functions: cat, stack, matmul, ...)
 from .frontend.ops import __all__ as _ops_all
-from .runtime import available_devices, default_device
+from .runtime import available_devices, default_device, set_default_device
 from .tensor import Size, Tensor
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001

@@ -35,5 +35,14 @@ def get_device(name: str) -> Device:
     return dev
 
 
+_default: str | None = None
+
+
+def set_default_device(name) -> None:
+    """Device for new tensors (like torch.set_default_device); None restores LUBAN_DEVICE."""
+    global _default
+    _default = None if name is None else canonical_device(name)
+
+
 def default_device() -> str:
-    return canonical_device(os.environ.get("LUBAN_DEVICE", "cpu"))
+    return _default or canonical_device(os.environ.get("LUBAN_DEVICE", "cpu"))
