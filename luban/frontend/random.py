@@ -39,8 +39,8 @@ def set_rng_state(state) -> None:
     _state["seed"], _state["offset"] = int(state[0]), int(state[1])
 
 
-def _hash(x: Tensor) -> Tensor:
-    """lowbias32: a fast integer hash with good avalanche."""
+def _hash(x):
+    """lowbias32: a fast integer hash with good avalanche (on Tensors or uint32 arrays)."""
     x = x ^ (x >> 16)
     x = x * 0x7FEB352D
     x = x ^ (x >> 15)
@@ -50,13 +50,13 @@ def _hash(x: Tensor) -> Tensor:
 
 def random_bits(n: int, device: str) -> Tensor:
     """n uint32 words; advances the generator's offset by n."""
-    key = np.array([_state["seed"], _state["offset"] & 0xFFFFFFFF], dtype=np.uint32)
+    seed = np.array([_state["seed"]], dtype=np.uint32)
+    key = np.concatenate([seed, _hash(seed), np.array([_state["offset"]], dtype=np.uint64).astype(np.uint32)])
     _state["offset"] += n
     k = Tensor._wrap(from_numpy(key, dtypes.uint32, device))
-    seed = k.narrow(0, 0, 1).expand(n)
-    offset = k.narrow(0, 1, 1).expand(n)
+    seed, seed_hash, offset = (k.narrow(0, i, 1).expand(n) for i in range(3))
     ctr = Tensor._wrap(LazyBuffer.iota(n, dtypes.uint32, device)) + offset
-    return _hash(_hash(ctr ^ _hash(seed)) + seed)
+    return _hash(_hash(ctr ^ seed_hash) + seed)
 
 
 def _uniform01(shape: tuple, dtype, device: str) -> Tensor:

@@ -7,7 +7,7 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
 - under an EXPAND that broadcasts (or as a GATHER's table), inlining would recompute the
   subtree once per broadcast copy, so a subtree that holds a reduce or real arithmetic
   on loaded data is materialized there;
-- a node with several consumers that holds a reduce is materialized once, not redone;
+- a node holding a reduce that several kernels would inline is materialized once;
 - SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized.
 """
 from __future__ import annotations
@@ -35,11 +35,6 @@ def _broadcasts(node: LazyBuffer) -> bool:
 class _Planner:
     def __init__(self, targets: list[LazyBuffer]):
         self.order = toposort(targets)
-        self.consumers: dict[int, int] = {}
-        for n in self.order:
-            if n.buffer is None:
-                for s in n.src:
-                    self.consumers[id(s)] = self.consumers.get(id(s), 0) + 1
         self.mat = {id(t) for t in targets if t.buffer is None}
         self.mat |= {id(n) for n in self.order if n.op in _ALWAYS and n.buffer is None}
         for n in self.order:  # a COPY's source is realized on its own device first
@@ -76,28 +71,35 @@ class _Planner:
 
     def plan(self) -> list[LazyBuffer]:
         """Fix the materialized set; returns it in execution order."""
-        walked: set = set()
         while True:
             # broadcast rule first: it cuts trees, which changes what "holds a reduce" means
+            owners: dict[int, int] = {}
             for root in reversed(self.order):
-                if id(root) in self.mat and root.buffer is None and id(root) not in walked:
-                    walked.add(id(root))
-                    self._walk_root(root)
-            # then producers first, so a consumer is judged after its producers were cut
+                if id(root) in self.mat and root.buffer is None:
+                    for nid in self._walk_root(root):
+                        owners[nid] = owners.get(nid, 0) + 1
+            # a reduce inlined into several kernels would be recomputed by each of them;
+            # producers first, so a consumer is judged after its producers were cut
             grew = False
             for n in self.order:
-                if (n.buffer is None and id(n) not in self.mat and self.consumers.get(id(n), 0) > 1
-                        and self._summary(n)[0]):
+                if owners.get(id(n), 0) > 1 and id(n) not in self.mat and self._summary(n)[0]:
                     self.mat.add(id(n))
                     self._dirty = grew = True
             if not grew:
                 return [n for n in self.order if id(n) in self.mat and n.buffer is None]
 
-    def _walk_root(self, root: LazyBuffer) -> None:
+    def _walk_root(self, root: LazyBuffer) -> set:
+        """Materialize under-broadcast work in root's tree; returns ids of inlined nodes."""
         if root.op is Op.COPY:
-            return
-        stack = [(s, _broadcasts(root) or (root.op is Op.GATHER and i == 0)) for i, s in enumerate(root.src)]
-        seen = set()
+            return set()
+        while True:  # a cut made mid-walk changes the tree: walk again until none is made
+            start = [(s, _broadcasts(root) or (root.op is Op.GATHER and i == 0)) for i, s in enumerate(root.src)]
+            cut, inlined = self._walk(start)
+            if not cut:
+                return inlined
+
+    def _walk(self, stack: list) -> tuple[bool, set]:
+        seen, cut = set(), False
         while stack:
             n, crossed = stack.pop()
             if n.buffer is not None or id(n) in self.mat or (id(n), crossed) in seen:
@@ -107,10 +109,11 @@ class _Planner:
                 continue
             if crossed and self._summary(n)[1]:
                 self.mat.add(id(n))
-                self._dirty = True  # summaries above n changed
+                self._dirty = cut = True  # summaries above n changed
                 continue
             for i, s in enumerate(n.src):
                 stack.append((s, crossed or _broadcasts(n) or (n.op is Op.GATHER and i == 0)))
+        return cut, {nid for nid, _ in seen}
 
 
 def lower(root: LazyBuffer, mat: set) -> tuple[Kernel, list]:

@@ -1,0 +1,23 @@
+# Two entry points: `make demo` (the main job) and `make test`. Both create .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test setup clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/python -m luban.examples.demo
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,82 @@
+"""The scheduler's fusion, pinned: canonical patterns must not cost more kernels."""
+import numpy as np
+import pytest
+
+import luban
+from luban import debug
+
+
+def kernels(fn) -> int:
+    debug.reset_kernel_count()
+    fn()
+    return debug.kernel_count()
+
+
+@pytest.fixture
+def inputs(device):
+    rng = np.random.default_rng(0)
+    return [luban.tensor(rng.standard_normal((64, 32)).astype(np.float32)).realize() for _ in range(3)]
+
+
+def test_elementwise_chain_is_one_kernel(inputs):
+    a, b, c = inputs
+    out = ((a * b) + c).relu()
+    assert kernels(out.realize) == 1
+    np.testing.assert_allclose(out.numpy(), np.maximum(a.numpy() * b.numpy() + c.numpy(), 0), rtol=1e-6)
+
+
+def test_elementwise_into_reduce_is_one_kernel(inputs):
+    a, b, _ = inputs
+    out = (a * b).sum()
+    assert kernels(out.realize) == 1
+    np.testing.assert_allclose(out.item(), (a.numpy() * b.numpy()).sum(), rtol=1e-4)
+
+
+def test_reduce_epilogue_fuses(inputs):
+    a, _, _ = inputs
+    out = a.sum(1) * 2 + 1  # the keepdim-less reshape must not break the epilogue
+    assert kernels(out.realize) == 1
+    np.testing.assert_allclose(out.numpy(), a.numpy().sum(1) * 2 + 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_softmax_at_most_three_kernels(inputs, fn):
+    a = inputs[0]
+    out = getattr(a, fn)(-1)
+    assert kernels(out.realize) <= 3
+    x = a.numpy()
+    ref = np.exp(x - x.max(-1, keepdims=True))
+    ref = ref / ref.sum(-1, keepdims=True)
+    np.testing.assert_allclose(out.numpy(), ref if fn == "softmax" else np.log(ref), rtol=1e-5, atol=1e-6)
+
+
+def test_linear_forward_backward_at_most_five_kernels(inputs):
+    x = inputs[0]
+    w = luban.tensor(np.random.default_rng(1).standard_normal((16, 32)).astype(np.float32), requires_grad=True)
+    b = luban.zeros(16, requires_grad=True)
+
+    def step():
+        loss = (x @ w.T + b).relu().sum()
+        loss.backward()
+        luban.schedule.realize([loss.lazydata, w.grad.lazydata, b.grad.lazydata])
+    # matmul, relu-gradient mask, dW, db, loss
+    assert kernels(step) <= 5
+    h = x.numpy() @ w.detach().numpy().T
+    mask = (h > 0).astype(np.float32)
+    np.testing.assert_allclose(w.grad.numpy(), mask.T @ x.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b.grad.numpy(), mask.sum(0), rtol=1e-5)
+
+
+def test_movement_ops_are_views(inputs):
+    a = inputs[0]
+    view = a.reshape(32, 64).permute(1, 0).flip(0)[2:10]
+    assert kernels(lambda: None) == 0
+    assert view.lazydata.buffer is None  # nothing computed until asked
+    assert kernels(view.realize) == 1  # one copy kernel reads through all the views
+    np.testing.assert_array_equal(view.numpy(), a.numpy().reshape(32, 64).T[::-1][2:10])
+
+
+def test_nothing_runs_until_needed(inputs):
+    a, b, _ = inputs
+    out = (a + b).exp().sum(0)
+    assert kernels(lambda: (out * 2).lazydata) == 0
