@@ -618,7 +618,7 @@ class Tensor:
             return self
         if self.dtype.kind == "u":
             return self
-        return where(self < 0, -self, self) if self.requires_grad else self.maximum(-self)
+        return self.maximum(-self)  # tie rule gives PyTorch's zero gradient at 0
 
     def sign(self):
         z = self._const(0)
