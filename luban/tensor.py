@@ -820,8 +820,10 @@ class Tensor:
         return self.bool().logical_not().any(dim, keepdim).logical_not()
 
     def any(self, dim=None, keepdim: bool = False) -> "Tensor":
-        return (self != 0).cast(dtypes.uint8).amax(dim, keepdim).bool() if self.numel() else \
-            self._const(False, dtypes.bool_, ()) if dim is None else (self != 0).sum(dim, keepdim) > 0
+        hit = self != 0
+        if self.numel() == 0:  # amax has no identity on empty input; a count does
+            return hit.sum(dim, keepdim) > 0
+        return hit.cast(dtypes.uint8).amax(dim, keepdim).bool()
 
     def norm(self, p=2, dim=None, keepdim: bool = False) -> "Tensor":
         if p == 2 or p == "fro":

@@ -1,9 +1,12 @@
-"""luban.nn.functional: PyTorch's torch.nn.functional, as compositions of Tensor ops."""
+"""Activation functions (torch.nn.functional names), as compositions of Tensor ops."""
 from __future__ import annotations
 
 import math
 
-from ..tensor import Tensor, where
+from ...tensor import Tensor, where
+
+__all__ = ["relu", "sigmoid", "tanh", "gelu", "silu", "softplus", "leaky_relu", "elu", "hardtanh", "softmax",
+           "log_softmax", "pad"]
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:

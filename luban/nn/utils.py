@@ -1,0 +1,1 @@
+"""Gradient utilities (torch.nn.utils): clip_grad_norm_, clip_grad_value_."""
