@@ -203,6 +203,19 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
+    def __deepcopy__(self, memo) -> "Tensor":
+        # buffers are immutable, so a copy may share them; a deep copy must not drag the
+        # device (and its compiled programs) along
+        t = type(self).__new__(type(self))
+        t.lazydata, t._ctx, t._retains_grad, t.requires_grad = self.lazydata, None, False, self.requires_grad
+        t.grad = None if self.grad is None else self.grad.__deepcopy__(memo)
+        memo[id(self)] = t
+        return t
+
+    def __reduce__(self):
+        # pickling (DataLoader workers, multiprocessing) goes through host memory
+        return (_from_pickle, (self.numpy(), self.dtype.name, self.device, self.requires_grad))
+
     # ---- autograd ---------------------------------------------------------------------
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if requires_grad and not (self.dtype.is_float):
@@ -1049,6 +1062,22 @@ class Tensor:
         from .frontend import indexing
         return indexing.masked_fill(self, mask, value)
 
+    def scatter(self, dim: int, index: "Tensor", src) -> "Tensor":
+        from .frontend import indexing
+        return indexing.scatter(self, dim, index, src)
+
+    def take_along_dim(self, indices: "Tensor", dim: int | None = None) -> "Tensor":
+        from .frontend import indexing
+        return indexing.take_along_dim(self, indices, dim)
+
+    def nonzero(self, as_tuple: bool = False):
+        from .frontend import indexing
+        return indexing.nonzero(self, as_tuple)
+
+    def masked_select(self, mask: "Tensor") -> "Tensor":
+        from .frontend import indexing
+        return indexing.masked_select(self, mask)
+
     def matmul(self, other: "Tensor") -> "Tensor":
         from .frontend import linalg
         return linalg.matmul(self, other)
@@ -1254,6 +1283,13 @@ class MinMax(tuple):
     @property
     def indices(self):
         return self[1]
+
+
+def _from_pickle(array, dtype_name, device, requires_grad):
+    from .runtime import available_devices
+    if device not in available_devices():
+        device = None
+    return Tensor(array, dtype=dtype_name, device=device, requires_grad=requires_grad)
 
 
 def _is_dtype_name(s: str) -> bool:
