@@ -3,7 +3,8 @@ the Tensor method or frontend module that implements it."""
 from __future__ import annotations
 
 from ..tensor import Tensor, where  # noqa: F401
-from .indexing import cat, gather, index_select, masked_fill, scatter_add, stack  # noqa: F401
+from .indexing import (cat, gather, index_select, masked_fill, masked_select, nonzero, one_hot,  # noqa: F401
+                       scatter, scatter_add, stack, take_along_dim)
 from .linalg import bmm, dot, einsum, matmul, mm, outer  # noqa: F401
 
 _METHODS = """abs neg exp exp2 log log2 log10 log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid erf relu sign
@@ -29,4 +30,5 @@ for _n in _METHODS:
     globals()[_n] = _forward(_n)
 
 __all__ = _METHODS + ["where", "cat", "stack", "gather", "index_select", "masked_fill", "scatter_add",
+                      "scatter", "take_along_dim", "nonzero", "masked_select", "one_hot",
                       "matmul", "mm", "bmm", "dot", "outer", "einsum"]

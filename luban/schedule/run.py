@@ -103,7 +103,7 @@ def to_numpy(node: LazyBuffer) -> np.ndarray:
 
 
 def from_numpy(arr: np.ndarray, dtype, device: str) -> LazyBuffer:
-    arr = np.ascontiguousarray(arr, dtype=dtype.np)
+    arr = np.ascontiguousarray(arr, dtype=dtype.np).reshape(np.shape(arr))  # keeps 0-d as 0-d
     dev = get_device(device)
     buf = DeviceBuffer(dev, arr.nbytes)
     dev.copyin(buf.handle, arr)
