@@ -840,7 +840,10 @@ class Tensor:
 
     def norm(self, p=2, dim=None, keepdim: bool = False) -> "Tensor":
         if p == 2 or p == "fro":
-            return (self * self).sum(dim, keepdim).sqrt()
+            sq = (self * self).sum(dim, keepdim)
+            # sqrt's derivative is infinite at 0; torch's norm gradient there is 0
+            zero = sq == 0
+            return where(zero, 0.0, where(zero, 1.0, sq).sqrt())
         if p == 1:
             return self.abs().sum(dim, keepdim)
         if p == math.inf:

@@ -1,1 +1,113 @@
-__all__: list = []
+"""Normalization (torch.nn.functional names): batch, layer, group and RMS norm, normalize."""
+from __future__ import annotations
+
+import ml_dtypes
+
+from ...autograd import no_grad
+from ...schedule import realize
+from ...tensor import Tensor
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "rms_norm", "normalize"]
+
+
+def _moments(x: Tensor, axes: tuple) -> tuple:
+    """(mean, x - mean, biased variance) over axes, keepdim."""
+    mean = x.mean(axes, keepdim=True)
+    diff = x - mean
+    return mean, diff, (diff * diff).mean(axes, keepdim=True)
+
+
+def _affine(out: Tensor, weight, bias, shape: tuple) -> Tensor:
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def _check_channels(name: str, t, c: int) -> None:
+    if t is not None and t.numel() != c:
+        raise RuntimeError(f"batch_norm: {name} should contain {c} elements, not {t.numel()} (shape "
+                           f"{tuple(t.shape)})")
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum=0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel (dim 1) over the batch and spatial dims. Training uses the
+    batch statistics and, when running stats are given, updates them in place:
+    running = (1 - momentum) * running + momentum * batch_stat, with the unbiased batch
+    variance (as PyTorch). Otherwise the running statistics normalize."""
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input with at least 2 dimensions (N, C, ...), got shape "
+                         f"{tuple(input.shape)}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        _check_channels(name, t, c)
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("batch_norm: running_mean and running_var are required when training=False")
+        out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+        return _affine(out, weight, bias, shape)
+    n = input.numel() // c if c else 0
+    if n <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                         f"{list(input.shape)}")
+    mean, diff, var = _moments(input, (0,) + tuple(range(2, input.ndim)))
+    if running_var is not None:
+        # a kernel of its own, so the running update reads it instead of reducing the input again
+        var = var.contiguous()
+    out = diff * (var + eps).rsqrt()
+    stats = [t for t in (running_mean, running_var) if t is not None]
+    if stats:
+        # the last update is still a lazy graph: realize it so that updates don't stack
+        # into a graph as deep as the training loop is long
+        realize([t.lazydata for t in stats])
+        with no_grad():
+            if running_mean is not None:
+                running_mean.copy_(running_mean * (1 - momentum) + mean.reshape(c) * momentum)
+            if running_var is not None:
+                running_var.copy_(running_var * (1 - momentum) + var.reshape(c) * (momentum * n / (n - 1)))
+    return _affine(out, weight, bias, shape)
+
+
+def _normalized_shape(input: Tensor, normalized_shape, op: str) -> tuple:
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not ns or input.ndim < len(ns) or tuple(input.shape[-len(ns):]) != ns:
+        raise RuntimeError(f"{op}: given normalized_shape={list(ns)}, expected input with shape "
+                           f"[*, {', '.join(map(str, ns))}], but got input of shape {tuple(input.shape)}")
+    return ns
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    ns = _normalized_shape(input, normalized_shape, "layer_norm")
+    _, diff, var = _moments(input, tuple(range(-len(ns), 0)))
+    return _affine(diff * (var + eps).rsqrt(), weight, bias, ns)
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalize each group of num_groups consecutive channels over (channels, spatial)."""
+    if input.ndim < 2 or input.shape[1] % num_groups:
+        raise RuntimeError(f"group_norm: expected an input (N, C, ...) with C divisible by num_groups="
+                           f"{num_groups}, but got input of shape {tuple(input.shape)}")
+    n, c = input.shape[:2]
+    grouped = input.reshape(n, num_groups, input.numel() // max(n * num_groups, 1))
+    _, diff, var = _moments(grouped, (2,))
+    return _affine((diff * (var + eps).rsqrt()).reshape(input.shape), weight, bias, (1, c) + (1,) * (input.ndim - 2))
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) over the normalized dims; eps=None is the dtype's epsilon."""
+    ns = _normalized_shape(input, normalized_shape, "rms_norm")
+    if eps is None:
+        eps = float(ml_dtypes.finfo(input.dtype.np).eps)
+    out = input * ((input * input).mean(tuple(range(-len(ns), 0)), keepdim=True) + eps).rsqrt()
+    return out if weight is None else out * weight
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """input / max(||input||_p along dim, eps)."""
+    return input / input.norm(p, dim, keepdim=True).clamp_min(eps)
