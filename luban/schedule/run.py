@@ -52,6 +52,9 @@ def _precompile(items: list[ScheduleItem]) -> None:
         renderer = importlib.import_module(f"luban.codegen.{dev.renderer}")
         keys = list(todo)
         sources = [renderer.render(todo[k]) for k in keys]
+        if debug.level() >= 3:
+            for src in sources:
+                debug.log(src[0] if isinstance(src, tuple) else str(src))
         for key, prog in zip(keys, dev.compile_many(sources)):
             _programs[key] = prog
 
