@@ -21,21 +21,22 @@ def is_grad_enabled() -> bool:
     return getattr(_state, "enabled", True)
 
 
-def set_grad_enabled(mode: bool) -> None:
-    _state.enabled = bool(mode)
-
-
 class _GradMode:
+    """Context manager and decorator (with or without parentheses), like torch.no_grad."""
     mode = True
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        return self(fn) if callable(fn) else self
 
     def __enter__(self):
         self.prev = is_grad_enabled()
         set_grad_enabled(self.mode)
 
     def __exit__(self, *exc):
-        set_grad_enabled(self.prev)
+        _state.enabled = self.prev
 
-    def __call__(self, fn):  # usable as a decorator, like torch.no_grad
+    def __call__(self, fn):
         import functools
 
         @functools.wraps(fn)
@@ -51,6 +52,20 @@ class no_grad(_GradMode):
 
 class enable_grad(_GradMode):
     mode = True
+
+
+class set_grad_enabled:
+    """Sets grad mode now; as a context manager, restores the previous mode on exit."""
+
+    def __init__(self, mode: bool):
+        self.prev = is_grad_enabled()
+        _state.enabled = bool(mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _state.enabled = self.prev
 
 
 class Function:
@@ -339,6 +354,19 @@ class ScatterAdd(Function):
                 g.gather(self.idx, self.axis) if self.needs_input_grad[2] else None)
 
 
+class Freed(Function):
+    """Stands in for a Function whose graph backward() already consumed."""
+
+    def __init__(self, name: str):
+        super().__init__(())
+        self.name = name
+
+    def backward(self, grad):
+        raise RuntimeError(f"Trying to backward through the graph a second time (through {self.name}); its "
+                           f"intermediate values were freed by the first backward(). Specify retain_graph=True "
+                           f"on the first call if you need to backward through it again.")
+
+
 # ---- the engine -----------------------------------------------------------------
 def backward(root, grad: LazyBuffer, make_tensor, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into every leaf's `.grad`.
@@ -381,4 +409,4 @@ def backward(root, grad: LazyBuffer, make_tensor, retain_graph: bool = False) ->
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev.alu(Op.ADD, pg)
         if not retain_graph:
-            t._ctx = None
+            t._ctx = Freed(type(ctx).__name__)

@@ -45,7 +45,7 @@ def broadcast_shape(*shapes, op: str = "broadcast") -> tuple:
 
 
 def _infer_dtype(data) -> DType:
-    if isinstance(data, np.ndarray):
+    if isinstance(data, (np.ndarray, np.generic)):
         return dtypes.get_dtype(data.dtype)
     flat = np.asarray(data)
     if flat.dtype == np.bool_:
@@ -361,12 +361,15 @@ class Tensor:
         return Tensor._apply(F.Add, a, b)
 
     def sub(self, other, alpha=1) -> "Tensor":
+        if self.dtype.is_bool or (isinstance(other, Tensor) and other.dtype.is_bool) or isinstance(other, bool):
+            raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying "
+                               "to invert a mask, use the `~` or `logical_not()` operator instead.")
         a, b = self._operands(other, "sub")
-        if a.dtype.is_bool:
-            raise RuntimeError("sub: subtraction of bool tensors is not supported; use logical_xor or ~")
         return Tensor._apply(F.Add, a, -(b * alpha) if alpha != 1 else -b)
 
     def rsub(self, other) -> "Tensor":
+        if self.dtype.is_bool or isinstance(other, bool):
+            return self.sub(other)  # raises the bool error
         a, b = self._operands(other, "rsub", reverse=True)
         return a - b
 
@@ -386,9 +389,8 @@ class Tensor:
             return (a / b).trunc()
         if rounding_mode is not None:
             raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
-        a, b = self._operands(other, "div")
-        if not a.dtype.is_float:
-            a, b = a.cast(dtypes.default_float), b.cast(dtypes.default_float)
+        dt = _result_dtype(self, other)
+        a, b = self._operands(other, "div", dtype=dt if dt.is_float else dtypes.default_float)
         return a * b.reciprocal()
 
     def true_divide(self, other) -> "Tensor":
@@ -431,7 +433,7 @@ class Tensor:
         if isinstance(exponent, Scalar) and not isinstance(exponent, (bool, np.bool_)):
             e = float(exponent)
             if e == 0:
-                return self._const(1, dtypes.promote_with_scalar(self.dtype, exponent))
+                return self._const(1, dtypes.promote_with_scalar(self.dtype, exponent)) + self._ste()
             if e == 1:
                 return self.cast(dtypes.promote_with_scalar(self.dtype, exponent))
             if e == 0.5:
@@ -444,10 +446,10 @@ class Tensor:
                 return out.reciprocal() if e < 0 else out
         base, exp_ = self._operands(exponent, "pow")
         if not base.dtype.is_float:
-            if isinstance(exponent, Tensor) or float(exponent) != int(exponent) or exponent < 0:
-                base, exp_ = base.float(), exp_.float()
-            else:  # integer power of integers: exact by repeated squaring
-                return _int_pow(base, int(exponent))
+            if not isinstance(exponent, Tensor) and float(exponent) == int(exponent) and exponent >= 0:
+                return _int_pow(base, int(exponent))  # exact by repeated squaring
+            # integer ** integer tensor stays integer, as in torch: compute in float64, round
+            return base.double().pow(exp_.double()).round().cast(base.dtype)
         mag = (base.abs().log2() * exp_).exp2()
         is_int = exp_ == exp_.trunc()
         odd = is_int.logical_and(exp_.abs().fmod(2) == 1)
@@ -460,7 +462,8 @@ class Tensor:
         return self.pow(e)
 
     def __rpow__(self, b):
-        return _as_tensor(b, self, like_dtype=False).pow(self) if not isinstance(b, Tensor) else b.pow(self)
+        base = Tensor._wrap(LazyBuffer.const(b, _result_dtype(self, b), (), self.device))
+        return base.pow(self)
 
     def maximum(self, other) -> "Tensor":
         a, b = self._operands(other, "maximum")
@@ -475,13 +478,14 @@ class Tensor:
         return -((-a).maximum(-b)) if not a.dtype.kind == "u" else where(a < b, a, b)
 
     def clamp(self, min=None, max=None) -> "Tensor":
+        """where-based, so the gradient is 1 at the bounds and nan passes through, like torch."""
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
         out = self
         if min is not None:
-            out = out.maximum(min)
+            out = where(out < min, min, out)
         if max is not None:
-            out = out.minimum(max)
+            out = where(out > max, max, out)
         return out
 
     clip = clamp
@@ -505,11 +509,11 @@ class Tensor:
     def __gt__(self, o):
         return self._cmp(o, Op.CMPLT, "gt", swap=True)
 
-    def __le__(self, o):
-        return self._cmp(o, Op.CMPLT, "le", swap=True).logical_not()
+    def __le__(self, o):  # not "not >": that would be true for nan
+        return self._cmp(o, Op.CMPLT, "le").logical_or(self == o)
 
     def __ge__(self, o):
-        return self._cmp(o, Op.CMPLT, "ge").logical_not()
+        return self._cmp(o, Op.CMPLT, "ge", swap=True).logical_or(self == o)
 
     def __ne__(self, o):  # type: ignore[override]
         return self._cmp(o, Op.CMPNE, "ne")
@@ -634,8 +638,9 @@ class Tensor:
         return self.maximum(-self)  # tie rule gives PyTorch's zero gradient at 0
 
     def sign(self):
-        z = self._const(0)
-        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) + z
+        if self.dtype.is_bool:
+            return self
+        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype) + self._ste()
 
     def square(self):
         return self * self
@@ -730,19 +735,20 @@ class Tensor:
             return self.maximum(dim)
         if dim is None:
             return self.amax()
-        return MinMax(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+        return _values_at(self, self.argmax(dim, keepdim=True), dim, keepdim)
 
     def min(self, dim=None, keepdim: bool = False):
         if isinstance(dim, Tensor):
             return self.minimum(dim)
         if dim is None:
             return self.amin()
-        return MinMax(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+        return _values_at(self, self.argmin(dim, keepdim=True), dim, keepdim)
 
     def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
         """Index of the first maximal element, like PyTorch."""
         if dim is None:
-            return self.reshape(-1).argmax(0)
+            out = self.reshape(-1).argmax(0)
+            return out.reshape([1] * self.ndim) if keepdim else out
         d = _norm_dim(dim, self.ndim, "argmax")
         x = self.detach()
         if x.ndim == 0:
@@ -789,7 +795,7 @@ class Tensor:
         return (diff * diff).sum(axes, keepdim) * (1 / max(n - corr, 0) if n - corr > 0 else math.nan)
 
     def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, correction=None) -> "Tensor":
-        return self.var(dim, unbiased, keepdim, correction).sqrt()
+        return _sqrt_zero_grad_at_zero(self.var(dim, unbiased, keepdim, correction))
 
     def var_mean(self, dim=None, correction=1, keepdim=False):
         return self.var(dim, keepdim=keepdim, correction=correction), self.mean(dim, keepdim)
@@ -808,7 +814,9 @@ class Tensor:
 
     def log_softmax(self, dim: int = -1, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else self._floaty()
-        return x - x.logsumexp(dim, keepdim=True)
+        m = x.amax(dim, keepdim=True).detach()
+        shifted = x - where(m.isinf(), 0.0, m)  # exact for the max itself, unlike x - logsumexp
+        return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
     def cumsum(self, dim: int, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else (self if self.dtype.is_float else self.cast(dtypes.int64))
@@ -830,20 +838,20 @@ class Tensor:
         return out.movedim(-1, d)
 
     def all(self, dim=None, keepdim: bool = False) -> "Tensor":
-        return self.bool().logical_not().any(dim, keepdim).logical_not()
+        out = self.bool().logical_not().any(dim, keepdim).logical_not()
+        return out.cast(dtypes.uint8) if self.dtype is dtypes.uint8 else out  # torch keeps uint8
 
     def any(self, dim=None, keepdim: bool = False) -> "Tensor":
         hit = self != 0
         if self.numel() == 0:  # amax has no identity on empty input; a count does
-            return hit.sum(dim, keepdim) > 0
-        return hit.cast(dtypes.uint8).amax(dim, keepdim).bool()
+            out = hit.sum(dim, keepdim) > 0
+        else:
+            out = hit.cast(dtypes.uint8).amax(dim, keepdim).bool()
+        return out.cast(dtypes.uint8) if self.dtype is dtypes.uint8 else out  # torch keeps uint8
 
     def norm(self, p=2, dim=None, keepdim: bool = False) -> "Tensor":
         if p == 2 or p == "fro":
-            sq = (self * self).sum(dim, keepdim)
-            # sqrt's derivative is infinite at 0; torch's norm gradient there is 0
-            zero = sq == 0
-            return where(zero, 0.0, where(zero, 1.0, sq).sqrt())
+            return _sqrt_zero_grad_at_zero((self * self).sum(dim, keepdim))
         if p == 1:
             return self.abs().sum(dim, keepdim)
         if p == math.inf:
@@ -1213,7 +1221,8 @@ class Tensor:
         return self.div(o)
 
     def __rtruediv__(self, o):
-        a, b = self._operands(o, "div", reverse=True)
+        dt = _result_dtype(self, o)
+        a, b = self._operands(o, "div", reverse=True, dtype=dt if dt.is_float else dtypes.default_float)
         return a.div(b)
 
     def __floordiv__(self, o):
@@ -1295,6 +1304,18 @@ def _from_pickle(array, dtype_name, device, requires_grad):
     return Tensor(array, dtype=dtype_name, device=device, requires_grad=requires_grad)
 
 
+def _values_at(x: "Tensor", idx: "Tensor", dim: int, keepdim: bool) -> MinMax:
+    """(values, indices) of max/min(dim): values gathered at the index so the gradient
+    flows to that one element, as in torch (amax splits it among ties instead)."""
+    d = _norm_dim(dim, x.ndim, "max")
+    if x.ndim == 0:
+        return MinMax(x, idx.reshape(()))
+    vals = x.gather(d, idx)
+    if not keepdim:
+        vals, idx = vals.squeeze(d), idx.squeeze(d)
+    return MinMax(vals, idx)
+
+
 def _is_dtype_name(s: str) -> bool:
     try:
         dtypes.get_dtype(s)
@@ -1321,6 +1342,12 @@ def _promote_tensors(a: Tensor, b: Tensor) -> DType:
     return dtypes.promote(a.dtype, b.dtype)
 
 
+def _result_dtype(t: Tensor, other) -> DType:
+    if isinstance(other, Tensor):
+        return _promote_tensors(t, other)
+    return dtypes.promote_with_scalar(t.dtype, other)
+
+
 def _as_tensor(x, like: Tensor, like_dtype: bool = True) -> Tensor:
     if isinstance(x, Tensor):
         return x
@@ -1334,6 +1361,12 @@ def _bool_of(x):
     if isinstance(x, Tensor):
         return x.bool()
     return bool(x)
+
+
+def _sqrt_zero_grad_at_zero(x: Tensor) -> Tensor:
+    """sqrt whose gradient at 0 is 0 (torch's rule for norm/std), not inf * 0 = nan."""
+    zero = x == 0
+    return where(zero, 0.0, where(zero, 1.0, x).sqrt())
 
 
 def _int_pow(x: Tensor, e: int) -> Tensor:
@@ -1371,8 +1404,8 @@ def where(condition, input, other) -> Tensor:
         dt = dtypes.promote_with_scalar(other.dtype, input)
     else:
         dt = dtypes.promote_with_scalar(dtypes.promote_with_scalar(dtypes.bool_, input), other)
-    a = _as_tensor(input, ref, like_dtype=False).cast(dt) if not isinstance(input, Tensor) else input.cast(dt)
-    b = _as_tensor(other, ref, like_dtype=False).cast(dt) if not isinstance(other, Tensor) else other.cast(dt)
+    a = input.cast(dt) if isinstance(input, Tensor) else Tensor._wrap(LazyBuffer.const(input, dt, (), ref.device))
+    b = other.cast(dt) if isinstance(other, Tensor) else Tensor._wrap(LazyBuffer.const(other, dt, (), ref.device))
     for t in (a, b):
         if t.device != cond.device:
             raise RuntimeError(f"where: expected all tensors to be on the same device, but found {cond.device} and "
@@ -1388,6 +1421,9 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     dtype = dtypes.get_dtype(dtype) if dtype is not None else (dtypes.default_float if is_float else dtypes.int64)
     if step == 0:
         raise RuntimeError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step sign "
+                           f"(start={start}, end={end}, step={step})")
     n = max(0, math.ceil((end - start) / step))
     device = default_device() if device is None else canonical_device(device)
     idx = Tensor._wrap(LazyBuffer.iota(n, dtypes.int64 if not is_float else dtypes.float64, device))
@@ -1397,7 +1433,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_arg(size), 1, dtype=dtype or dtypes.default_float, device=device, requires_grad=requires_grad)
+    return full(_shape_arg(size), 1, dtype=dtypes.default_float if dtype is None else dtype, device=device, requires_grad=requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

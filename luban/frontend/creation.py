@@ -25,7 +25,7 @@ def from_numpy(a: np.ndarray) -> Tensor:
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_arg(size), 0, dtype=dtype or dtypes.default_float, device=device, requires_grad=requires_grad)
+    return full(_shape_arg(size), 0, dtype=dtypes.default_float if dtype is None else dtype, device=device, requires_grad=requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -33,15 +33,15 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 
 def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return zeros(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    return zeros(*t.shape, dtype=t.dtype if dtype is None else dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return ones(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    return ones(*t.shape, dtype=t.dtype if dtype is None else dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(tuple(t.shape), fill_value, dtype=dtype or t.dtype, device=device or t.device,
+    return full(tuple(t.shape), fill_value, dtype=t.dtype if dtype is None else dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
 

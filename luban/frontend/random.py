@@ -62,9 +62,13 @@ def random_bits(n: int, device: str) -> Tensor:
 def _uniform01(shape: tuple, dtype, device: str) -> Tensor:
     n = math.prod(shape)
     bits = random_bits(n, device)
-    # 24 random bits fill float32's mantissa exactly: values in [0, 1), never 1.0
-    u = (bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))
+    # as many random bits as the dtype's mantissa holds, so rounding never reaches 1.0
+    p = _MANTISSA_BITS.get(dtype.name, 24)
+    u = (bits >> (32 - p)).cast(dtypes.float32) * (1.0 / (1 << p))
     return u.cast(dtype).reshape(shape)
+
+
+_MANTISSA_BITS = {"float16": 11, "bfloat16": 8}
 
 
 def _args(size, dtype, device):
@@ -90,6 +94,8 @@ def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 
 def randint(low, high=None, size=None, dtype=None, device=None) -> Tensor:
+    if isinstance(high, (tuple, list)):  # torch's randint(high, size)
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:
@@ -105,15 +111,15 @@ def randint(low, high=None, size=None, dtype=None, device=None) -> Tensor:
 
 
 def rand_like(t: Tensor, dtype=None, device=None) -> Tensor:
-    return rand(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+    return rand(*t.shape, dtype=t.dtype if dtype is None else dtype, device=device or t.device)
 
 
 def randn_like(t: Tensor, dtype=None, device=None) -> Tensor:
-    return randn(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+    return randn(*t.shape, dtype=t.dtype if dtype is None else dtype, device=device or t.device)
 
 
 def randint_like(t: Tensor, low, high=None, dtype=None, device=None) -> Tensor:
-    return randint(low, high, tuple(t.shape), dtype=dtype or t.dtype, device=device or t.device)
+    return randint(low, high, tuple(t.shape), dtype=t.dtype if dtype is None else dtype, device=device or t.device)
 
 
 def randperm(n: int, dtype=None, device=None) -> Tensor:
