@@ -191,8 +191,8 @@ class Contiguous(Function):
     def forward(self, x):
         return x.contiguous()
 
-    def backward(self, g):
-        return g
+    def backward(self, g):  # a value worth materializing has a gradient worth it too
+        return g.contiguous()
 
 
 class Copy(Function):

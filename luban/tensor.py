@@ -1188,13 +1188,15 @@ class Tensor:
     def addcdiv_(self, t1, t2, value=1):
         return self._inplace(self._snapshot() + t1 / t2 * value)
 
+    # random fills realize at once: a parameter left as a lazy random graph would be
+    # recomputed by every kernel that reads it
     def uniform_(self, a=0.0, b=1.0):
         from .frontend.random import rand
-        return self._inplace(rand(*self.shape, dtype=self.dtype, device=self.device) * (b - a) + a)
+        return self._inplace(rand(*self.shape, dtype=self.dtype, device=self.device) * (b - a) + a).realize()
 
     def normal_(self, mean=0.0, std=1.0):
         from .frontend.random import randn
-        return self._inplace(randn(*self.shape, dtype=self.dtype, device=self.device) * std + mean)
+        return self._inplace(randn(*self.shape, dtype=self.dtype, device=self.device) * std + mean).realize()
 
     # ---- operators ------------------------------------------------------------------------
     def __add__(self, o):

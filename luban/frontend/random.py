@@ -50,7 +50,8 @@ def _hash(x):
 
 def random_bits(n: int, device: str) -> Tensor:
     """n uint32 words; advances the generator's offset by n."""
-    seed = np.array([_state["seed"]], dtype=np.uint32)
+    # offset the seed by the golden ratio: lowbias32(0) == 0 would make seed 0's first draw 0
+    seed = np.array([_state["seed"]], dtype=np.uint32) + np.uint32(0x9E3779B9)
     key = np.concatenate([seed, _hash(seed), np.array([_state["offset"]], dtype=np.uint64).astype(np.uint32)])
     _state["offset"] += n
     k = Tensor._wrap(from_numpy(key, dtypes.uint32, device))

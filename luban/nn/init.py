@@ -121,7 +121,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     lo, hi = cdf((a - mean) / std), cdf((b - mean) / std)
     with no_grad():
         u = tensor.uniform_(2 * lo - 1, 2 * hi - 1)
-        return tensor.copy_((_erfinv(u) * (std * math.sqrt(2.0)) + mean).clamp(a, b))
+        return tensor.copy_((_erfinv(u) * (std * math.sqrt(2.0)) + mean).clamp(a, b)).realize()
 
 
 def _erfinv(x: Tensor) -> Tensor:
