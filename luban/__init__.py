@@ -16,6 +16,8 @@ from .frontend.ops import *  # noqa: F401,F403  (torch-style free functions: cat
 from .frontend.ops import __all__ as _ops_all
 from .runtime import available_devices, default_device, set_default_device
 from .tensor import Size, Tensor
+from . import data, io, nn, optim  # noqa: E402  (torch-style namespaces: luban.nn, luban.optim, ...)
+from .io import load, save  # noqa: E402
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001
 bool_ = bool

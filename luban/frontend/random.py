@@ -48,16 +48,35 @@ def _hash(x):
     return x ^ (x >> 16)
 
 
+def _seed_key(seed: int) -> tuple:
+    """(mixed seed, its hash) as uint32 arrays of shape (1,). The golden-ratio offset
+    matters: lowbias32(0) == 0 would make seed 0's first draw exactly 0."""
+    mixed = np.array([seed], dtype=np.uint32) + np.uint32(0x9E3779B9)
+    return mixed, _hash(mixed)
+
+
+def _mix(ctr, seed, seed_hash):
+    """The counter hash both streams share (on Tensors or on uint32 arrays)."""
+    return _hash(_hash(ctr ^ seed_hash) + seed)
+
+
+def host_bits(seed: int, offset: int, n: int) -> np.ndarray:
+    """The bits random_bits would draw from state (seed, offset), made with NumPy: for
+    host-side shuffling (DataLoader) that must match the device stream."""
+    mixed, hashed = _seed_key(seed)
+    ctr = (np.arange(n, dtype=np.uint64) + offset).astype(np.uint32)  # wraps like the device
+    return _mix(ctr, mixed, hashed)
+
+
 def random_bits(n: int, device: str) -> Tensor:
     """n uint32 words; advances the generator's offset by n."""
-    # offset the seed by the golden ratio: lowbias32(0) == 0 would make seed 0's first draw 0
-    seed = np.array([_state["seed"]], dtype=np.uint32) + np.uint32(0x9E3779B9)
-    key = np.concatenate([seed, _hash(seed), np.array([_state["offset"]], dtype=np.uint64).astype(np.uint32)])
+    mixed, hashed = _seed_key(_state["seed"])
+    key = np.concatenate([mixed, hashed, np.array([_state["offset"]], dtype=np.uint64).astype(np.uint32)])
     _state["offset"] += n
     k = Tensor._wrap(from_numpy(key, dtypes.uint32, device))
     seed, seed_hash, offset = (k.narrow(0, i, 1).expand(n) for i in range(3))
     ctr = Tensor._wrap(LazyBuffer.iota(n, dtypes.uint32, device)) + offset
-    return _hash(_hash(ctr ^ seed_hash) + seed)
+    return _mix(ctr, seed, seed_hash)
 
 
 def _uniform01(shape: tuple, dtype, device: str) -> Tensor:
@@ -125,9 +144,9 @@ def randint_like(t: Tensor, low, high=None, dtype=None, device=None) -> Tensor:
 
 def randperm(n: int, dtype=None, device=None) -> Tensor:
     """A permutation of 0..n-1 drawn from the luban generator (sorted on the host)."""
-    keys = random_bits(n, default_device() if device is None else canonical_device(device)).numpy()
-    order = np.argsort(keys, kind="stable")
-    return Tensor(order, dtype=dtype or dtypes.int64, device=device)
+    keys = host_bits(_state["seed"], _state["offset"], n)
+    _state["offset"] += n
+    return Tensor(np.argsort(keys, kind="stable"), dtype=dtypes.int64 if dtype is None else dtype, device=device)
 
 
 def bernoulli(p: Tensor) -> Tensor:
