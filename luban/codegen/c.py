@@ -5,9 +5,15 @@ output contiguously. A node's value at an index (one symbolic expression per dim
 emitted as typed temporaries: LOAD reads its input at the linearized index,
 elementwise nodes combine their sources at the same index, movement nodes only
 rewrite the index (PAD also guards its source so nothing is read out of bounds), a
-reduce runs its own loop nest, and GATHER checks the index it loads. Values are cached
-per (node, index) inside the C block that computed them, so shared subtrees are
-computed once.
+reduce runs its own loop nest, and GATHER checks the index it loads.
+
+Each value is emitted in the outermost block where its index is defined (never out of
+a PAD guard) and cached there per (node, index): shared subtrees are computed once and
+loop-invariant work, like a row max under a broadcast, leaves the inner loops. When a
+reduce's loads run along the output's last dim (a matmul, a column sum), that dim is
+tiled and the reduce keeps one accumulator per tile position, with the tile loop
+innermost, so it vectorizes and reads memory in order. The outer output loops run in
+parallel (OpenMP) when there is enough work.
 
 float16/bfloat16 are stored as bits and computed in float, rounded back after every
 operation so each primitive rounds as the reference (numpy_interp) does.
@@ -17,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
@@ -25,38 +31,61 @@ from .. import dtypes
 from ..dtypes import DType, min_value
 from ..graph.ops import BINARY, ELEMENTWISE, MOVEMENT, REDUCE, Op
 from .kernel import Kernel, KNode
-from .symbolic import Const, Var, in_range, linearize, unravel, var
+from .symbolic import Const, Var, in_range, linearize, stride, unravel, var
 
 PARALLEL_WORK = 1 << 14  # below this many inner iterations, threads cost more than they save
+TILE = 512  # most accumulators a reduce keeps per tile of the output's last dim
 
 PRELUDE = r"""#include <math.h>
 #include <string.h>
 #include <limits.h>
-/* float16 via the compiler's _Float16 (correctly rounded, nan/inf preserved) */
-static inline float f16_to_f32(unsigned short h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
-static inline unsigned short f32_to_f16(float f) { _Float16 x = (_Float16)f; unsigned short h; memcpy(&h, &x, 2); return h; }
-static inline float f16_round(float f) { return (float)(_Float16)f; }
-static inline float f16_round_d(double d) { return (float)(_Float16)d; }
-/* bfloat16 is the top half of a float32: round to nearest even, keep nan quiet */
-static inline float bf16_to_f32(unsigned short h) { unsigned int u = (unsigned int)h << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline float u2f(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned int f2u(float f) { unsigned int u; memcpy(&u, &f, 4); return u; }
+/* float16 <-> float by bit manipulation without branches, so that loops vectorize;
+   round to nearest even, nan payloads kept */
+static inline float f16_to_f32(unsigned short h) {
+  unsigned int em = (unsigned int)(h & 0x7fffu) << 13;
+  unsigned int u = (h & 0x7c00u) == 0x7c00u ? em | 0x7f800000u : f2u(u2f(em) * 0x1p112f);
+  return u2f(u | (unsigned int)(h & 0x8000u) << 16);
+}
+static inline unsigned short f32_to_f16(float f) {
+  unsigned int u = f2u(f), a = u & 0x7fffffffu, m = a >> 13 & 0x3ffu;
+  unsigned int big = a > 0x7f800000u ? 0x7c00u | (m ? m : 0x200u) : 0x7c00u;  /* nan; inf or overflow */
+  unsigned int sub = f2u(u2f(a) + 0.5f) - 0x3f000000u;  /* below 2^-14: the float add rounds it */
+  unsigned int norm = (a + 0xc8000fffu + (a >> 13 & 1u)) >> 13;  /* rebias; round on the dropped bits */
+  return (unsigned short)((a >= 0x47800000u ? big : a < 0x38800000u ? sub : norm) | (u >> 16 & 0x8000u));
+}
+static inline float f16_round(float f) { return f16_to_f32(f32_to_f16(f)); }
+/* double -> float16 rounding once: round to odd into float (13 spare bits), then to nearest even */
+static inline float f16_round_d(double d) {
+  float f = (float)d;
+  unsigned int u = f2u(f);
+  if (f == f && (double)f != d) u = (fabs((double)f) > fabs(d) ? u - 1 : u) | 1u;
+  return f16_round(u2f(u));
+}
+/* bfloat16 is the top half of a float32 */
+static inline float bf16_to_f32(unsigned short h) { return u2f((unsigned int)h << 16); }
 static inline unsigned short f32_to_bf16(float f) {
-  unsigned int u; memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
-  return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  unsigned int u = f2u(f), h = u >> 16;
+  unsigned int nan = h | ((h & 0x7fu) ? 0u : 0x40u);  /* keep a nan a nan */
+  return (unsigned short)((u & 0x7fffffffu) > 0x7f800000u ? nan : (u + 0x7fffu + (h & 1u)) >> 16);
 }
 static inline float bf16_round(float f) { return bf16_to_f32(f32_to_bf16(f)); }
-/* float -> int like the reference on x86: nan/inf -> 0, other out-of-range -> INT64_MIN */
+/* float -> int as the reference on x86: nan/inf -> 0; a finite value out of range of the
+   conversion numpy uses (32-bit below 4-byte unsigned, else 64-bit) gives its minimum */
 static inline long long f2i(double x) {
-  if (x != x || isinf(x)) return 0;
-  if (x >= 0x1p63 || x < -0x1p63) return LLONG_MIN;
-  return (long long)x;
+  return x != x || isinf(x) ? 0 : x >= 0x1p63 || x < -0x1p63 ? LLONG_MIN : (long long)x;
+}
+static inline int f2i32(double x) {
+  return x != x || isinf(x) ? 0 : x >= 0x1p31 || x <= -0x1p31 - 1 ? INT_MIN : (int)x;
 }
 """
 
 _ERR = "__atomic_store_n(err, 1, __ATOMIC_RELAXED);"
 _HALF = {dtypes.float16: "f16", dtypes.bfloat16: "bf16"}
 _MATH = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt", Op.TRUNC: "trunc"}
-_EXACT = frozenset({Op.NEG, Op.MAX, Op.WHERE, Op.TRUNC, Op.MOD, Op.CMPLT, Op.CMPNE})  # no rounding needed
+# results that need no rounding to a half dtype: exact on representable values, or rounded already
+_NO_ROUND = frozenset({Op.NEG, Op.MAX, Op.WHERE, Op.TRUNC, Op.MOD, Op.IDIV, Op.CMPLT, Op.CMPNE, Op.CAST})
 
 
 # --- dtype helpers: compute type, conversions at load/store, literals ---------------
@@ -95,7 +124,7 @@ def _literal(value, dt: DType) -> str:
     if math.isinf(f):
         return "INFINITY" if f > 0 else "(-INFINITY)"
     text = f.hex() + ("" if dt is dtypes.float64 else "f")
-    return f"({text})" if f < 0 or text.startswith("-") else text
+    return f"({text})" if text.startswith("-") else text
 
 
 def _max(a: str, b: str, dt: DType) -> str:
@@ -110,7 +139,10 @@ def _cast(src: DType, dst: DType, x: str) -> str:
     if dst.is_bool:
         return f"({x} != 0)"
     if dst.is_int:
-        return f"(({dst.ctype})f2i({x}))" if src.is_float else f"(({dst.ctype}){x})"
+        if not src.is_float:
+            return f"(({dst.ctype}){x})"
+        narrow = dst.itemsize < 4 or dst is dtypes.int32
+        return f"(({dst.ctype}){'f2i32' if narrow else 'f2i'}({x}))"
     if dst is dtypes.float16 and src is dtypes.float64:
         return f"f16_round_d({x})"  # one rounding, as numpy does; bfloat16 goes via float like ml_dtypes
     return _round(dst, f"(({_ct(dst)}){x})")
@@ -163,33 +195,10 @@ def _binary(op: Op, dt: DType, a: str, b: str) -> str:
     raise TypeError(f"C renderer: {op.name} is not defined for {dt.name}")
 
 
-# --- emission -------------------------------------------------------------------
+# --- emission ------------------------------------------------------------------------
 
 def _indent(lines: list) -> list:
     return ["  " + line for line in lines]
-
-
-def _nest(loops: list, body: list, outer: str | None = None, inner: str | None = None) -> list:
-    """Wrap `body` in for-loops over [(var, n), ...], outermost first, with optional
-    pragmas on the outermost and innermost loop."""
-    for k in reversed(range(len(loops))):
-        name, n = loops[k]
-        pragma = [p for p, at in ((outer, 0), (inner, len(loops) - 1)) if p and k == at]
-        body = pragma + [f"for (long long {name} = 0; {name} < {n}; {name}++) {{"] + _indent(body) + ["}"]
-    return body
-
-
-def _parallel(sizes: list) -> str:
-    """Pragma for the outer loops: collapse outer dims until there is enough to share,
-    but keep the innermost loop out so it stays simple to vectorize."""
-    k, count = 1, sizes[0]
-    while count < 64 and k < len(sizes) - 1:
-        count, k = count * sizes[k], k + 1
-    return "#pragma omp parallel for" + (f" collapse({k})" if k > 1 else "")
-
-
-def _has_loop(lines: list) -> bool:
-    return any(line.lstrip().startswith("for (") for line in lines)
 
 
 def _cost(node: KNode, memo: dict) -> int:
@@ -202,12 +211,27 @@ def _cost(node: KNode, memo: dict) -> int:
     return memo[id(node)]
 
 
+class _Block:
+    """A C block: its lines, the values computed in it, the variables it defines (a loop
+    counter, a checked gather index) and whether it is a guard nothing may leave."""
+
+    def __init__(self, defines=(), guard: bool = False):
+        self.lines: list = []
+        self.cache: dict = {}
+        self.defines = set(defines)
+        self.guard = guard
+        self.stmts = self.loops = 0
+        self.nest = 0  # perfectly nested loop depth of the one loop this block may hold
+
+
 class _Emitter:
-    """C statements in nested blocks; the (node, index) -> value cache is scoped like C,
-    so a value computed inside an `if` or loop body is not reused outside it."""
+    """Emits C into a stack of blocks. A value goes into the outermost block where it is
+    valid: below every block defining a variable its index uses, and below the innermost
+    guard. So loop-invariant work (say a row max under a broadcast) is hoisted out of
+    inner loops, and a value is cached where it is visible to all later uses."""
 
     def __init__(self):
-        self.blocks: list[tuple[list, dict]] = [([], {})]
+        self.blocks = [_Block()]
         self.count = 0
 
     def fresh(self, prefix: str) -> str:
@@ -215,43 +239,96 @@ class _Emitter:
         return f"{prefix}{self.count}"
 
     def line(self, *lines: str) -> None:
-        self.blocks[-1][0].extend(lines)
+        self.blocks[-1].lines.extend(lines)
+        self.blocks[-1].stmts += 1
 
     def tmp(self, ctype: str, expr: str, prefix: str = "t") -> str:
         name = self.fresh(prefix)
         self.line(f"{ctype} {name} = {expr};")
         return name
 
+    def home(self, names: frozenset) -> int:
+        """Depth of the block where a value depending on variables `names` belongs."""
+        for k in reversed(range(len(self.blocks))):
+            if self.blocks[k].guard or self.blocks[k].defines & names:
+                return k
+        return 0
+
     def cached(self, key):
-        for _, cache in reversed(self.blocks):
-            if key in cache:
-                return cache[key]
+        for b in reversed(self.blocks):
+            if key in b.cache:
+                return b.cache[key]
         return None
 
-    def remember(self, key, value: str) -> None:
-        self.blocks[-1][1][key] = value
+    @contextmanager
+    def at(self, depth: int):
+        """Emit into the block at `depth` for a while, as if the deeper ones were not open."""
+        deeper = self.blocks[depth + 1:]
+        del self.blocks[depth + 1:]
+        try:
+            yield self.blocks[-1]
+        finally:
+            self.blocks.extend(deeper)
 
     @contextmanager
-    def block(self):
-        self.blocks.append(([], {}))
+    def block(self, head: str, guard: bool = False):
+        """A nested block opened by `head` (e.g. "if (c) {"), closed on exit."""
+        b = _Block(guard=guard)
+        self.blocks.append(b)
         try:
-            yield self.blocks[-1][0]
+            yield b
         finally:
             self.blocks.pop()
+        self.line(head, *_indent(b.lines), "}")
+
+    @contextmanager
+    def loop(self, name: str, n: int, parallel: int = 0, simd: str | None = None):
+        """for name in range(n). parallel: collapse up to that many perfectly nested loops
+        into an OpenMP parallel loop; simd: clauses of an `omp simd` pragma, added if the
+        body has no loop."""
+        b = _Block({name})
+        self.blocks.append(b)
+        try:
+            yield b
+        finally:
+            self.blocks.pop()
+        depth = 1 + (b.nest if b.stmts == 0 and b.loops == 1 else 0)
+        pragma = []
+        if parallel:
+            k = min(parallel, depth)
+            pragma = ["#pragma omp parallel for" + (f" collapse({k})" if k > 1 else "")]
+        elif simd is not None and b.loops == 0:
+            pragma = [f"#pragma omp simd{simd}"]
+        parent = self.blocks[-1]
+        head = f"for (long long {name} = 0; {name} < {n}; {name}++) {{"
+        parent.lines += pragma + [head] + _indent(b.lines) + ["}"]
+        parent.loops += 1
+        parent.nest = depth
+
+
+def _collapse(sizes: list, limit: int) -> int:
+    """Outer loops (at most `limit`) to share among threads: enough iterations to balance,
+    but the innermost loop stays out so it remains simple to vectorize."""
+    k, count = 1, sizes[0]
+    while count < 64 and k < min(len(sizes) - 1, limit):
+        count, k = count * sizes[k], k + 1
+    return k
 
 
 class _Renderer:
     def __init__(self):
         self.em = _Emitter()
         self.costs: dict = {}
+        self.tile = None  # (innermost output loop variable, its block) when that loop is tiled
 
     def value(self, node: KNode, idx: list) -> str:
         """C expression (a temporary or a literal) for `node` at index `idx`."""
         key = (node, tuple(idx))
-        got = self.em.cached(key)
-        if got is None:
-            got = self._eval(node, idx)
-            self.em.remember(key, got)
+        depth = self.em.home(frozenset().union(*(i.names() for i in idx)))
+        with self.em.at(depth) as b:
+            got = self.em.cached(key)
+            if got is None:
+                got = b.cache[key] = self._eval(node, idx)
         return got
 
     def _eval(self, node: KNode, idx: list) -> str:
@@ -291,7 +368,7 @@ class _Renderer:
             expr = _binary(op, src, *vals)
         else:
             expr = _unary(op, dt, vals[0])
-        if op not in _EXACT and op is not Op.CAST:
+        if op not in _NO_ROUND:
             expr = _round(dt, expr)
         return self.em.tmp(_ct(dt), expr)
 
@@ -305,9 +382,8 @@ class _Renderer:
         if not conds:
             return self.value(src, inner)
         out = self.em.tmp(_ct(node.dtype), _literal(0, node.dtype))
-        with self.em.block() as body:  # the source is only evaluated (and read) where valid
+        with self.em.block(f"if ({' && '.join(conds)}) {{", guard=True):  # only read where valid
             self.em.line(f"{out} = {self.value(src, inner)};")
-        self.em.line(f"if ({' && '.join(conds)}) {{", *_indent(body), "}")
         return out
 
     def _reduce(self, node: KNode, idx: list) -> str:
@@ -316,21 +392,53 @@ class _Renderer:
         is_sum = node.op is Op.SUM
         if any(src.shape[a] == 0 for a in axes):
             return _literal(0 if is_sum else min_value(dt), dt)
-        acc_t = ("double" if dt in (dtypes.float32, dtypes.float64) else _ct(dt)) if is_sum else _ct(dt)
-        acc = em.tmp(acc_t, "0" if is_sum else _literal(min_value(dt), dt), "acc")
+        acc_t = "double" if is_sum and dt in (dtypes.float32, dtypes.float64) else _ct(dt)
+        init = "0" if is_sum else _literal(min_value(dt), dt)
         rvars = {a: var(em.fresh("r"), src.shape[a]) for a in axes}
-        with em.block() as body:
-            v = self.value(src, [rvars.get(k, i) for k, i in enumerate(idx)])
-            if is_sum:
-                em.line(f"{acc} {'|' if dt.is_bool else '+'}= {v};")
-            else:
-                em.line(f"{acc} = {_max(acc, v, dt)};")
-        loops = [(r.name, r.n) for r in rvars.values() if isinstance(r, Var)]
-        # a float sum's order is free to change only because we say so: let it vectorize
-        simd = f"#pragma omp simd reduction({'|' if dt.is_bool else '+'}:{acc})" \
-            if is_sum and not _has_loop(body) else None
-        em.line(*_nest(loops, body, inner=simd))
+        loops = [r for r in rvars.values() if isinstance(r, Var)]
+        inner = [rvars.get(k, i) for k, i in enumerate(idx)]
+        acc = em.fresh("acc")
+
+        def accumulate(a: str) -> None:
+            v = self.value(src, inner)
+            em.line(f"{a} {'|' if dt.is_bool else '+'}= {v};" if is_sum else f"{a} = {_max(a, v, dt)};")
+
+        if self._tiles(src, idx, inner, loops):
+            # one accumulator per position of the tiled output loop, which runs innermost
+            # here, so the accumulation vectorizes and reads along it
+            lv = self.tile[0]
+            with em.at(len(em.blocks) - 2):  # the block around the output loop over lv
+                em.line(f"{acc_t} {acc}[{lv.n}];")
+                with em.loop(lv.name, lv.n, simd=""):
+                    em.line(f"{acc}[{lv.name}] = {init};")
+                with ExitStack() as stack:
+                    for r in loops:
+                        stack.enter_context(em.loop(r.name, r.n))
+                    stack.enter_context(em.loop(lv.name, lv.n, simd=""))
+                    accumulate(f"{acc}[{lv.name}]")
+            acc = f"{acc}[{lv.name}]"
+        else:
+            em.line(f"{acc_t} {acc} = {init};")
+            # a sum's order is ours to choose: let the innermost loop vectorize
+            simd = f" reduction({'|' if dt.is_bool else '+'}:{acc})" if is_sum else None
+            with ExitStack() as stack:
+                for k, r in enumerate(loops):
+                    stack.enter_context(em.loop(r.name, r.n, simd=simd if k == len(loops) - 1 else None))
+                accumulate(acc)
         return em.tmp(_ct(dt), _round(dt, f"(({_ct(dt)}){acc})"))
+
+    def _tiles(self, src: KNode, idx: list, inner: list, loops: list) -> bool:
+        """Whether to run a reduce with the tiled output loop innermost: only where it is
+        evaluated directly in that loop, and where its loads then read more contiguously."""
+        if self.tile is None or not loops or self.em.blocks[-1] is not self.tile[1]:
+            return False
+        lv, block = self.tile
+        if block.defines & frozenset().union(*(i.names() for i in idx)) != {lv.name}:
+            return False  # it also uses a gather index computed inside the loop
+        addrs = _loads(src, inner)
+        good_l = sum(stride(a, lv.name) in (0, 1) for a in addrs)
+        good_r = sum(stride(a, loops[-1].name) in (0, 1) for a in addrs)
+        return good_l > good_r
 
     def _gather(self, node: KNode, idx: list) -> str:
         x, index = node.src
@@ -338,55 +446,102 @@ class _Renderer:
             raise TypeError(f"C renderer: GATHER index must be an integer dtype, got {index.dtype.name}")
         axis = node.arg % len(node.shape)
         n = x.shape[axis]
-        g = self.em.tmp("long long", f"(long long){self.value(index, idx)}", "g")
+        g = self._index(index, idx)
         self.em.line(f"if ({g} < 0 || {g} >= {n}) {{ {_ERR} {g} = 0; }}")
         if n == 0:  # nothing may be read
             return _literal(0, node.dtype)
         return self.value(x, [var(g, n) if k == axis else i for k, i in enumerate(idx)])
 
-    # --- top-level loop nests -----------------------------------------------------
+    def _index(self, index: KNode, idx: list) -> str:
+        """A data-dependent index as a variable, declared where its value belongs."""
+        v = self.value(index, idx)
+        with self.em.at(self.em.home(frozenset().union(*(i.names() for i in idx)))) as b:
+            g = self.em.tmp("long long", f"(long long){v}", "g")
+            b.defines.add(g)
+        return g
 
-    def write(self, node: KNode, shape: tuple, dt: DType) -> list:
-        """out[i] = node[i] for every index i of `shape`."""
+    # --- top-level loop nests ---------------------------------------------------------
+
+    def open_loops(self, shape: tuple, prefix: str, work: int, order=None, shared=None) -> tuple:
+        """Open loops over `shape` (in `order` of dims); if `work` is large, share the
+        outer ones (at most `shared` of them) among threads. Returns the stack that closes
+        them and the index variables."""
+        ivars = [var(f"{prefix}{k}", n) for k, n in enumerate(shape)]
+        dims = [k for k in (order or range(len(shape))) if isinstance(ivars[k], Var)]
+        limit = len(dims) if shared is None else shared
+        parallel = _collapse([shape[k] for k in dims], limit) if limit and work >= PARALLEL_WORK else 0
+        stack = ExitStack()
+        for j, k in enumerate(dims):
+            stack.enter_context(self.em.loop(ivars[k].name, shape[k], parallel=parallel if j == 0 else 0))
+        return stack, ivars
+
+    def write(self, node: KNode, shape: tuple, dt: DType) -> None:
+        """out[i] = node[i] for every index i of `shape`. Where a reduce may run below, the
+        last dim is split in tiles, so that a reduce can run with the tile loop innermost."""
         if 0 in shape:
-            return []
-        ivars = [var(f"i{k}", n) for k, n in enumerate(shape)]
-        with self.em.block() as body:
+            return
+        size = _tile(shape[-1]) if shape and any(n.op in REDUCE for n in node.toposort()) else 0
+        loop_shape = shape[:-1] + (shape[-1] // size, size) if size else shape
+        stack, ivars = self.open_loops(loop_shape, "i", math.prod(shape) * _cost(node, self.costs))
+        if size:
+            self.tile = (ivars[-1], self.em.blocks[-1])
+            ivars = ivars[:-2] + [ivars[-2] * size + ivars[-1]]
+        with stack:
             v = self.value(node, ivars)
             self.em.line(f"out[{linearize(ivars, shape).render()}] = {_store(dt, v)};")
-        loops = [(i.name, i.n) for i in ivars if isinstance(i, Var)]
-        parallel = loops and math.prod(shape) * _cost(node, self.costs) >= PARALLEL_WORK
-        return _nest(loops, body, outer=_parallel([n for _, n in loops]) if parallel else None)
+        self.tile = None
 
-    def scatter_add(self, node: KNode) -> list:
-        """out = base, then out[.. idx[j] ..] += val[j] over every j, in order along the axis."""
+    def scatter_add(self, node: KNode) -> None:
+        """out = base, then out[.. idx[j] ..] += val[j] for every j, in order along the axis."""
         base, index, val = node.src
         if not index.dtype.is_int:
             raise TypeError(f"C renderer: SCATTER_ADD index must be an integer dtype, got {index.dtype.name}")
         dt, shape = node.dtype, index.shape
         axis = node.arg % len(shape)
-        lines = self.write(base, node.shape, dt)
+        self.write(base, node.shape, dt)
         if 0 in shape:
-            return lines
-        jvars = [var(f"j{k}", n) for k, n in enumerate(shape)]
-        n = node.shape[axis]
-        with self.em.block() as body:
-            g = self.em.tmp("long long", f"(long long){self.value(index, jvars)}", "g")
-            with self.em.block() as update:
-                addr = linearize([var(g, n) if k == axis else j for k, j in enumerate(jvars)], node.shape).render()
-                total = _round(dt, _binary(Op.ADD, dt, _load(dt, f"out[{addr}]"), self.value(val, jvars)))
-                self.em.line(f"out[{addr}] = {_store(dt, total)};")
-            self.em.line(f"if ({g} < 0 || {g} >= {n}) {{ {_ERR} }} else {{", *_indent(update), "}")
-        # different positions off the axis never collide: run one of them in parallel
-        loops = [(j.name, j.n, k) for k, j in enumerate(jvars) if isinstance(j, Var)]
-        free = [lp for lp in loops if lp[2] != axis]
+            return
+        # positions off the axis never collide: loop over them outside and share those
+        # among threads; along the axis, values accumulate in order
+        free = [k for k in range(len(shape)) if k != axis and shape[k] > 1]
         work = math.prod(shape) * max(_cost(index, self.costs), _cost(val, self.costs))
-        outer = None
-        if free and work >= PARALLEL_WORK:
-            loops.remove(free[0])
-            loops.insert(0, free[0])
-            outer = "#pragma omp parallel for"
-        return lines + _nest([(name, n) for name, n, _ in loops], body, outer=outer)
+        stack, jvars = self.open_loops(shape, "j", work, free + [axis], shared=len(free))
+        with stack:
+            n = node.shape[axis]
+            g = self._index(index, jvars)
+            self.em.line(f"if ({g} < 0 || {g} >= {n}) {_ERR}")
+            with self.em.block("else {", guard=True):
+                at = [var(g, n) if k == axis else j for k, j in enumerate(jvars)]
+                addr = linearize(at, node.shape).render()
+                total = _binary(Op.ADD, dt, _load(dt, f"out[{addr}]"), self.value(val, jvars))
+                self.em.line(f"out[{addr}] = {_store(dt, total)};")
+
+
+def _tile(n: int) -> int:
+    """Tile length for an output loop of n: n itself if short, else its largest divisor
+    that keeps a tile of accumulators small (0: no good one)."""
+    if n <= TILE:
+        return n if n > 1 else 0
+    return next((d for d in range(TILE, TILE // 8 - 1, -1) if n % d == 0), 0)
+
+
+def _loads(node: KNode, idx: list) -> list:
+    """Addresses of the LOADs that evaluating `node` at `idx` reads (reduced axes and
+    gathered positions as fresh variables)."""
+    if node.op is Op.LOAD:
+        return [linearize(idx, node.shape)]
+    if node.op in REDUCE:
+        axes = {a % len(node.shape) for a in node.arg}
+        idx = [Var(f"_r{k}", n) if k in axes else i for k, (i, n) in enumerate(zip(idx, node.src[0].shape))]
+    elif node.op is Op.PAD:
+        idx = [i - before for i, (before, _) in zip(idx, node.arg)]
+    elif node.op in MOVEMENT:
+        idx = _move(node, idx)
+    elif node.op is Op.GATHER:
+        axis = node.arg % len(idx)
+        return _loads(node.src[1], idx) + _loads(node.src[0], [Var("_g", 1 << 62) if k == axis else i
+                                                               for k, i in enumerate(idx)])
+    return [a for s in node.src for a in _loads(s, idx)]
 
 
 def _move(node: KNode, idx: list) -> list:
@@ -405,8 +560,25 @@ def _move(node: KNode, idx: list) -> list:
         axes = {a % len(idx) for a in arg}
         return [(n - 1) - i if k in axes else i for k, (i, n) in enumerate(zip(idx, src_shape))]
     if op is Op.RESHAPE:
-        return unravel(linearize(idx, node.shape), src_shape)
+        return _reshape(idx, node.shape, src_shape)
     raise NotImplementedError(f"C renderer: no index rule for {op!r}")
+
+
+def _reshape(idx: list, shape: tuple, src_shape: tuple) -> list:
+    """Map each run of output dims onto the run of source dims with the same element
+    count on its own: merges and splits then stay affine instead of mixing all dims."""
+    if 0 in shape:
+        return [Const(0)] * len(src_shape)
+    out, i, j, size, src_size, start_i, start_j = [], 0, 0, 1, 1, 0, 0
+    while i < len(shape) or j < len(src_shape):
+        if i < len(shape) and (size <= src_size or j == len(src_shape)):
+            size, i = size * shape[i], i + 1
+        else:
+            src_size, j = src_size * src_shape[j], j + 1
+        if size == src_size:
+            out += unravel(linearize(idx[start_i:i], shape[start_i:i]), src_shape[start_j:j])
+            start_i, start_j = i, j
+    return out
 
 
 def render(kernel: Kernel) -> tuple[str, str]:
@@ -415,13 +587,13 @@ def render(kernel: Kernel) -> tuple[str, str]:
     `err` is set to 1 if a GATHER/SCATTER_ADD index was out of range."""
     root, r = kernel.ast, _Renderer()
     if root.op is Op.SCATTER_ADD:
-        body = r.scatter_add(root)
+        r.scatter_add(root)
     else:
-        body = r.write(root, root.shape, root.dtype)
+        r.write(root, root.shape, root.dtype)
     params = [f"{root.dtype.ctype}* restrict out"]
     params += [f"const {dt.ctype}* restrict in{i}" for i, (dt, _) in enumerate(kernel.inputs)]
     params.append("int* restrict err")
-    text = "(" + ", ".join(params) + ") {\n" + "\n".join(_indent(body)) + "\n}\n"
+    text = "(" + ", ".join(params) + ") {\n" + "\n".join(_indent(r.em.blocks[0].lines)) + "\n}\n"
     base = re.sub(r"\W", "_", kernel.name)[:48] or "kernel"
     name = f"{'k_' if base[0].isdigit() else ''}{base}_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
     return f"{PRELUDE}\nvoid {name}{text}", name

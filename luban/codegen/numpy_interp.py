@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import bfloat16
 from ..graph.ops import Op
 from .kernel import Kernel, KNode
 
@@ -21,20 +22,24 @@ _BINARY = {
 }
 
 
+def _is_float(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f" or a.dtype == bfloat16.np  # ml_dtypes' bfloat16 has kind "V"
+
+
 def _idiv(a, b):
-    if a.dtype.kind == "f":
+    if _is_float(a):
         return np.trunc(a / b)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.floor_divide(a, np.where(b == 0, 1, b))
         r = a - q * b
-        # floor -> truncate: step back toward zero where signs differ and r != 0
-        fix = (r != 0) & ((r < 0) != (b < 0))
+        # floor -> truncate: step back toward zero where the operands' signs differ and r != 0
+        fix = (r != 0) & ((a < 0) != (b < 0))
         q = q + fix.astype(q.dtype)
         return np.where(b == 0, 0, q).astype(a.dtype)
 
 
 def _mod(a, b):
-    if a.dtype.kind == "f":
+    if _is_float(a):
         return np.fmod(a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(b == 0, 0, np.fmod(a, np.where(b == 0, 1, b))).astype(a.dtype)
@@ -43,7 +48,9 @@ def _mod(a, b):
 def _cast(x: np.ndarray, dt) -> np.ndarray:
     if dt.is_bool:
         return x != 0
-    if dt.is_int and x.dtype.kind == "f":
+    if dt.is_int and _is_float(x):
+        if x.dtype == bfloat16.np:
+            x = x.astype(np.float32)  # exact, and np.nan_to_num does not know ml_dtypes
         with np.errstate(invalid="ignore"):
             x = np.trunc(x)
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)

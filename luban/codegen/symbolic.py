@@ -50,6 +50,10 @@ class Expr:
     def render(self) -> str:
         raise NotImplementedError
 
+    def names(self) -> frozenset:
+        """Names of the variables the value depends on."""
+        return frozenset()
+
 
 @dataclass(frozen=True)
 class Const(Expr):
@@ -80,6 +84,9 @@ class Var(Expr):
     def render(self) -> str:
         return self.name
 
+    def names(self) -> frozenset:
+        return frozenset((self.name,))
+
 
 @dataclass(frozen=True)
 class Div(Expr):
@@ -97,6 +104,9 @@ class Div(Expr):
     def render(self) -> str:
         return f"({_operand(self.x)}/{self.c})"
 
+    def names(self) -> frozenset:
+        return self.x.names()
+
 
 @dataclass(frozen=True)
 class Mod(Expr):
@@ -113,6 +123,9 @@ class Mod(Expr):
 
     def render(self) -> str:
         return f"({_operand(self.x)}%{self.c})"
+
+    def names(self) -> frozenset:
+        return self.x.names()
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,9 @@ class Sum(Expr):
         if self.const:
             out += f" - {-self.const}" if self.const < 0 else f" + {self.const}"
         return out
+
+    def names(self) -> frozenset:
+        return frozenset().union(*(a.names() for a, _ in self.terms))
 
 
 def sym(x) -> Expr:
@@ -239,9 +255,9 @@ def _mod(x: Expr, c: int) -> Expr:
 
 def linearize(idx, shape) -> Expr:
     """Row-major offset of index tuple `idx` in `shape`."""
-    out, stride = Const(0), 1
+    out, step = Const(0), 1
     for i, n in zip(reversed(idx), reversed(shape)):
-        out, stride = out + sym(i) * stride, stride * n
+        out, step = out + sym(i) * step, step * n
     return out
 
 
@@ -249,10 +265,10 @@ def unravel(lin: Expr, shape) -> list:
     """Index tuple in `shape` of row-major offset `lin`."""
     if 0 in shape:  # nothing to address; such loops never run
         return [Const(0)] * len(shape)
-    idx, stride = [], 1
+    idx, step = [], 1
     for n in reversed(shape):
-        idx.append((lin // stride) % n)
-        stride *= n
+        idx.append((lin // step) % n)
+        step *= n
     return idx[::-1]
 
 
@@ -262,3 +278,12 @@ def in_range(x: Expr, n: int):
         return False
     conds = ([f"{x.render()} >= 0"] if x.vmin < 0 else []) + ([f"{x.render()} < {n}"] if x.vmax >= n else [])
     return " && ".join(conds) if conds else True
+
+
+def stride(x: Expr, name: str):
+    """How much x grows when variable `name` grows by 1: its coefficient where x is affine
+    in it (0 if x does not use it), None where it sits under // or %."""
+    terms, _ = _linear(x)
+    coef = terms.get(next((a for a in terms if isinstance(a, Var) and a.name == name), None), 0)
+    irregular = any(name in a.names() for a in terms if not isinstance(a, Var))
+    return None if irregular else coef

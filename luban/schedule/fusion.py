@@ -8,7 +8,9 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
   subtree once per broadcast copy, so a subtree that holds a reduce or real arithmetic
   on loaded data is materialized there;
 - a node holding a reduce that several kernels would inline is materialized once;
-- SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized.
+- SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized;
+- a tree deeper than MAX_DEPTH is cut, so a long lazy chain (x = x + 1 in a loop) never
+  becomes an AST that a code generator's recursion cannot handle.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..graph.lazy import LazyBuffer, toposort
 from ..graph.ops import ELEMENTWISE, REDUCE, Op
 
 _ALWAYS = (Op.SCATTER_ADD, Op.CONTIGUOUS, Op.COPY)
+MAX_DEPTH = 200
 
 
 @dataclass
@@ -40,7 +43,7 @@ class _Planner:
         for n in self.order:  # a COPY's source is realized on its own device first
             if n.op is Op.COPY and n.buffer is None:
                 self.mat.add(id(n.src[0]))
-        self._cost: dict[int, tuple[bool, bool, bool]] = {}
+        self._cost: dict[int, tuple[bool, bool, bool, int]] = {}  # reduce, work, loads, depth
         self._dirty = True
 
     def _summary(self, n: LazyBuffer) -> tuple[bool, bool]:
@@ -50,23 +53,28 @@ class _Planner:
             self._recompute()
         return self._cost[id(n)][:2]
 
+    def _depth(self, n: LazyBuffer) -> int:
+        if self._dirty:
+            self._recompute()
+        return self._cost[id(n)][3]
+
     def _recompute(self) -> None:
         cost = self._cost
         cost.clear()
         for n in self.order:  # producers first, so every source is already summarized
             if n.buffer is not None or id(n) in self.mat:
-                cost[id(n)] = (False, False, True)
+                cost[id(n)] = (False, False, True, 0)
                 continue
             if n.op in (Op.CONST, Op.IOTA):
-                cost[id(n)] = (False, False, False)
+                cost[id(n)] = (False, False, False, 1)
                 continue
-            red, work, loads = n.op in REDUCE, n.op is Op.GATHER, False
+            red, work, loads, depth = n.op in REDUCE, n.op is Op.GATHER, False, 0
             for s in n.src:
-                r, w, ld = cost[id(s)]
-                red, work, loads = red or r, work or w, loads or ld
+                r, w, ld, d = cost[id(s)]
+                red, work, loads, depth = red or r, work or w, loads or ld, max(depth, d)
             if n.op in ELEMENTWISE and n.op is not Op.CAST and loads:
                 work = True
-            cost[id(n)] = (red, work or red, loads)
+            cost[id(n)] = (red, work or red, loads, depth + 1)
         self._dirty = False
 
     def plan(self) -> list[LazyBuffer]:
@@ -82,7 +90,9 @@ class _Planner:
             # producers first, so a consumer is judged after its producers were cut
             grew = False
             for n in self.order:
-                if owners.get(id(n), 0) > 1 and id(n) not in self.mat and self._summary(n)[0]:
+                if n.buffer is not None or id(n) in self.mat:
+                    continue
+                if (owners.get(id(n), 0) > 1 and self._summary(n)[0]) or self._depth(n) > MAX_DEPTH:
                     self.mat.add(id(n))
                     self._dirty = grew = True
             if not grew:
