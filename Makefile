@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (the main job) and `make test`. Both create .venv first.
+# Two entry points: `make demo` (the main job: train a CNN on MNIST) and `make test`. Both create .venv first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/python -m luban.examples.demo
+	$(BIN)/python -m luban.examples.mnist
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
