@@ -161,23 +161,23 @@ def _weighted_pointwise(loss: Tensor, weight: Tensor | None, reduction: str) -> 
     return loss.sum() / weight.sum() if reduction == "mean" else _reduce(loss, reduction)
 
 
+def _pointwise_loss(name: str, input: Tensor, target: Tensor, size_average, reduce, reduction: str,
+                    weight: Tensor | None, elementwise) -> Tensor:
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(name, reduction)
+    _warn_if_broadcast(name, input, target)
+    _check_pointwise_weight(name, weight, input)
+    return _weighted_pointwise(elementwise(input - target), weight, reduction)
+
+
 def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
              weight: Tensor | None = None) -> Tensor:
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    _check_reduction("mse_loss", reduction)
-    _warn_if_broadcast("mse_loss", input, target)
-    _check_pointwise_weight("mse_loss", weight, input)
-    d = input - target
-    return _weighted_pointwise(d * d, weight, reduction)
+    return _pointwise_loss("mse_loss", input, target, size_average, reduce, reduction, weight, lambda d: d * d)
 
 
 def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
             weight: Tensor | None = None) -> Tensor:
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    _check_reduction("l1_loss", reduction)
-    _warn_if_broadcast("l1_loss", input, target)
-    _check_pointwise_weight("l1_loss", weight, input)
-    return _weighted_pointwise((input - target).abs(), weight, reduction)
+    return _pointwise_loss("l1_loss", input, target, size_average, reduce, reduction, weight, lambda d: d.abs())
 
 
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
