@@ -1,0 +1,244 @@
+"""luban vs PyTorch eager benchmark suite (issue 4).
+
+    python bench/run.py [--quick] [--only W1,MM]
+
+Runs each workload in luban and PyTorch eager in the same process, alternating
+frameworks step by step, after warm-up; writes bench/results/<date>-<host>.md.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["OMP_NUM_THREADS"] = "2"  # both frameworks: 2 threads (before any import of them)
+# luban's kernels (system libgomp) and torch (its own OpenMP runtime) live in one process here;
+# with the default spin-waiting, each runtime's idle threads burn the cores the other needs
+# (measured: W1 torch 230 ms -> 19 ms, luban 218 ms -> 102 ms per step). Override via env.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import datetime
+import importlib
+import json
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+MODULES = {"W1": "w1_mlp", "W2": "w2_cnn", "W3": "w3_gpt", "W4": "w4_bert", "MM": "mm"}
+# (warm-up, repeats) per workload: full run / --quick. Slow luban workloads get fewer.
+PLAN = {"full": {"W1": (3, 10), "W2": (2, 5), "W3": (2, 5), "W4": (3, 10), "MM": (3, 10)},
+        "quick": {"W1": (1, 3), "W2": (1, 3), "W3": (1, 3), "W4": (1, 3), "MM": (1, 3)}}
+
+
+def module(key):
+    return importlib.import_module("bench.workloads." + MODULES[key])
+
+
+def first_step(key: str, fw_name: str) -> dict:
+    """In this (fresh) process: build the workload and time the first step."""
+    from bench.workloads.adapter import load
+    t0 = time.perf_counter()
+    fw = load(fw_name)
+    w = module(key).build(fw)
+    t1 = time.perf_counter()
+    w.step()
+    t2 = time.perf_counter()
+    return {"build_s": t1 - t0, "first_step_s": t2 - t1}
+
+
+def first_step_subprocess(key: str, cache_dir: str, timeout: float) -> dict:
+    env = dict(os.environ, LUBAN_CACHE_DIR=cache_dir, XDG_CACHE_HOME=cache_dir, OMP_NUM_THREADS="2",
+               PYTHONPATH=ROOT)
+    cmd = [sys.executable, os.path.abspath(__file__), "--first-step", key]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout > {timeout:.0f}s"}
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(key: str, warmup: int, repeats: int) -> dict:
+    from bench.workloads.adapter import load
+    res = {}
+    works = {}
+    for name in ("luban", "torch"):
+        try:
+            works[name] = module(key).build(load(name))
+        except Exception as e:  # record and carry on with the other framework
+            res[name] = {"error": f"build: {type(e).__name__}: {e}"}
+    stats = {n: {"times": [], "losses": [], "cpu": 0.0, "wall": 0.0} for n in works}
+    for _ in range(warmup):
+        for n, w in list(works.items()):
+            try:
+                w.step()
+            except Exception as e:
+                res[n] = {"error": f"warm-up: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+                del works[n]
+    for _ in range(repeats):  # alternate frameworks every repeat
+        for n, w in list(works.items()):
+            c0 = os.times()
+            t0 = time.perf_counter()
+            try:
+                r = w.step()
+            except Exception as e:
+                res[n] = {"error": f"step: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+                del works[n]
+                continue
+            dt = time.perf_counter() - t0
+            c1 = os.times()
+            s = stats[n]
+            s["times"].append(dt)
+            s["wall"] += dt
+            s["cpu"] += (c1.user - c0.user) + (c1.system - c0.system)
+            if isinstance(r, float):
+                s["losses"].append(r)
+    for n in works:
+        s, w = stats[n], works[n]
+        t = s["times"]
+        d = {"median": statistics.median(t), "min": min(t), "max": max(t), "n": len(t),
+             "cores": s["cpu"] / s["wall"], "kind": w.kind, "items": w.items, "unit": w.unit,
+             "flops": w.flops}
+        if w.kind == "train":
+            d["loss_first"], d["loss_last"] = s["losses"][0], s["losses"][-1]
+            d["loss_ok"] = s["losses"][-1] < s["losses"][0]
+        res[n] = d
+    return res
+
+
+def machine() -> dict:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    cc = os.environ.get("CC", "cc")
+    try:
+        ccv = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except Exception:
+        ccv = "?"
+    import numpy
+    import torch
+    import luban
+    return {"host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(), "memory": mem,
+            "compiler": f"{cc}: {ccv}", "python": platform.python_version(), "numpy": numpy.__version__,
+            "torch": torch.__version__, "luban": getattr(luban, "__version__", "?"),
+            "os": platform.platform(), "threads": "torch.set_num_threads(2), OMP_NUM_THREADS=2, OMP_WAIT_POLICY="
+                       + os.environ.get("OMP_WAIT_POLICY", "")}
+
+
+def fmt_t(s):
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 warm-up, fewer repeats, no torch.compile")
+    ap.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,MM")
+    ap.add_argument("--no-first-step", action="store_true", help="skip the cold/warm kernel cache runs")
+    ap.add_argument("--first-step", help=argparse.SUPPRESS)  # internal: child process mode
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if args.first_step:
+        print(json.dumps(first_step(args.first_step, "luban")))
+        return
+    keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(MODULES)
+    plan = PLAN["quick" if args.quick else "full"]
+    import torch
+    torch.set_num_threads(2)
+    rows, t_start = {}, time.perf_counter()
+    for key in keys:
+        warmup, repeats = plan[key]
+        print(f"[{key}] {warmup} warm-up + {repeats} timed repeats ...", flush=True)
+        r = measure(key, warmup, repeats)
+        if not args.no_first_step:
+            with tempfile.TemporaryDirectory(prefix="luban-bench-cache-") as cache:
+                r["cold"] = first_step_subprocess(key, cache, 300)
+                r["warm"] = first_step_subprocess(key, cache, 300)
+        rows[key] = r
+        print(f"[{key}] {json.dumps(r, default=str)}", flush=True)
+    total = time.perf_counter() - t_start
+    write_report(rows, machine(), args, total, plan)
+
+
+def write_report(rows, mach, args, total, plan) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    lines = [f"# luban vs PyTorch eager — {now:%Y-%m-%d %H:%M} UTC", "",
+             f"Command: `python bench/run.py{' --quick' if args.quick else ''}"
+             f"{' --only ' + args.only if args.only else ''}` (total {total:.0f} s). "
+             "torch.compile: not measured.", "", "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in mach.items()]
+    lines += ["", "## Results", "",
+              "| workload | framework | reps | median | min | max | throughput | luban/torch | "
+              "cores used | loss first→last | cold 1st step | warm 1st step |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for key, r in rows.items():
+        desc = module(key).DESC
+        lu, to = r.get("luban", {}), r.get("torch", {})
+        ratio = "n/a"
+        if "median" in lu and "median" in to:
+            if lu["kind"] == "latency":
+                ratio = f"{lu['median'] / to['median']:.2f}× latency"
+            else:
+                ratio = f"{to['median'] / lu['median']:.3f}× throughput"
+            if lu["kind"] == "train" and not (lu["loss_ok"] and to["loss_ok"]):
+                ratio = "REFUSED (loss did not decrease)"
+        for n, d in (("luban", lu), ("torch", to)):
+            if "error" in d:
+                lines.append(f"| {key} {desc} | {n} | — | — | — | — | — | — | — | — | — | — |")
+                notes.append(f"- {key} {n}: **{d['error']}**")
+                continue
+            if d["kind"] == "gflops":
+                thr = f"{d['flops'] / d['median'] / 1e9:.1f} GFLOP/s"
+            else:
+                thr = f"{d['items'] / d['median']:.1f} {d['unit']}/s"
+            loss = "—"
+            if d["kind"] == "train":
+                loss = f"{d['loss_first']:.4f}→{d['loss_last']:.4f}" + ("" if d["loss_ok"] else " **NO DECREASE**")
+            cold = warm = "—"
+            if n == "luban":
+                c, w = r.get("cold", {}), r.get("warm", {})
+                cold = c.get("error") or (fmt_t(c["first_step_s"]) if c else "—")
+                warm = w.get("error") or (fmt_t(w["first_step_s"]) if w else "—")
+            reps = f"{d['n']}" + (" (reduced)" if d["n"] < (3 if args.quick else 5) else "")
+            lines.append(f"| {key} {desc} | {n} | {reps} | {fmt_t(d['median'])} | {fmt_t(d['min'])} | "
+                         f"{fmt_t(d['max'])} | {thr} | {ratio if n == 'luban' else ''} | {d['cores']:.2f} | "
+                         f"{loss} | {cold} | {warm} |")
+    lines += ["", "Warm-up/repeats per workload: " + ", ".join(f"{k} {w}+{n}" for k, (w, n) in plan.items()
+                                                             if k in rows) + "."]
+    if args.quick:
+        lines.append("--quick: 1 warm-up and 3 timed repeats per workload (a full run uses >= 5).")
+    if any("(reduced)" in l for l in lines):
+        lines.append("*(reduced)*: fewer timed repeats than the mode's minimum (3 for --quick, 5 otherwise) "
+                     "because luban takes tens of seconds per step on this workload (or a step failed).")
+    if notes:
+        lines += ["", "## Errors", ""] + notes
+    out = args.out or os.path.join(ROOT, "bench", "results",
+                                   f"{now:%Y-%m-%d}-{socket.gethostname()}.md")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

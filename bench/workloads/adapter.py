@@ -1,0 +1,45 @@
+"""Tiny adapter so one model definition serves both frameworks."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+
+def load(name: str):
+    """Return a namespace with: name, lib, nn, F, optim, tensor(np array), long(np array),
+    no_grad, sync(t) (force the lazy work and return a host value)."""
+    if name == "luban":
+        import luban as lib
+        import luban.nn.functional as F
+        tensor = lambda a: lib.tensor(np.ascontiguousarray(a)).realize()
+        sync = lambda t: t.realize().numpy()
+    elif name == "torch":
+        import torch as lib
+        import torch.nn.functional as F
+        lib.set_num_threads(2)
+        tensor = lambda a: lib.from_numpy(np.ascontiguousarray(a))
+        sync = lambda t: t.detach().numpy()
+    else:
+        raise ValueError(name)
+    return types.SimpleNamespace(name=name, lib=lib, nn=lib.nn, F=F, optim=lib.optim,
+                                 tensor=tensor, no_grad=lib.no_grad, sync=sync,
+                                 manual_seed=lib.manual_seed)
+
+
+class Workload:
+    """kind: 'train' (step() returns the loss as a float), 'latency' (step() returns
+    nothing, the output is read to host) or 'gflops' (flops per step given)."""
+
+    def __init__(self, step, kind: str, flops: float = 0.0, items: int = 1, unit: str = "samples"):
+        self.step, self.kind, self.flops, self.items, self.unit = step, kind, flops, items, unit
+
+
+def train_step(fw, model, opt, loss_fn, x, y):
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return float(loss.item())  # host read: the lazy work is done inside the timed region
+    return step
