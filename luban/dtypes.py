@@ -17,7 +17,7 @@ class DType:
     itemsize: int
     kind: str  # 'b' bool, 'i' signed int, 'u' unsigned int, 'f' float
     np: np.dtype
-    ctype: str  # storage type in generated C
+    ctype: str  # storage type in generated C-family code (i64: each dialect typedefs it)
     rank: int  # order within a kind for promotion
 
     @property
@@ -46,7 +46,7 @@ int16 = DType("int16", 2, "i", np.dtype(np.int16), "short", 2)
 uint16 = DType("uint16", 2, "u", np.dtype(np.uint16), "unsigned short", 2)
 int32 = DType("int32", 4, "i", np.dtype(np.int32), "int", 3)
 uint32 = DType("uint32", 4, "u", np.dtype(np.uint32), "unsigned int", 3)
-int64 = DType("int64", 8, "i", np.dtype(np.int64), "long long", 4)
+int64 = DType("int64", 8, "i", np.dtype(np.int64), "i64", 4)
 float16 = DType("float16", 2, "f", np.dtype(np.float16), "unsigned short", 1)
 bfloat16 = DType("bfloat16", 2, "f", np.dtype(ml_dtypes.bfloat16), "unsigned short", 1)
 float32 = DType("float32", 4, "f", np.dtype(np.float32), "float", 2)

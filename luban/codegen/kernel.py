@@ -15,6 +15,7 @@ its cache key and `is` compares trees.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..dtypes import DType
 from ..graph.ops import Op
@@ -83,3 +84,14 @@ class Kernel:
     @property
     def dtype(self) -> DType:
         return self.ast.dtype
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a renderer makes of a Kernel for a device's compile(): the source (text, or
+    whatever the device compiles), the entry point's name, and the launch size (total
+    work-items and work-group size; loops-style code runs as one item, (1,), None)."""
+    source: Any
+    name: str
+    global_size: tuple = (1,)
+    local_size: tuple | None = None

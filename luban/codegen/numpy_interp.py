@@ -9,7 +9,7 @@ import numpy as np
 
 from ..dtypes import bfloat16
 from ..graph.ops import Op
-from .kernel import Kernel, KNode
+from .kernel import Kernel, KNode, Rendered
 
 _UNARY = {
     Op.NEG: np.negative, Op.EXP2: np.exp2, Op.LOG2: np.log2, Op.SIN: np.sin,
@@ -141,8 +141,8 @@ def evaluate(node: KNode, inputs: list, memo: dict) -> np.ndarray:
     return out
 
 
-def render(kernel: Kernel):
-    """Return a program: a callable taking [out, in0, ...] uint8 buffers."""
+def render(kernel: Kernel, caps: dict | None = None) -> Rendered:
+    """The program is a callable taking [out, in0, ...] uint8 buffers."""
     specs = kernel.inputs
     out_dt, out_shape = kernel.dtype, kernel.shape
 
@@ -154,4 +154,4 @@ def render(kernel: Kernel):
         res = evaluate(kernel.ast, inputs, {})
         n = res.size
         bufs[0][: n * out_dt.itemsize].view(out_dt.np).reshape(out_shape)[...] = res
-    return program
+    return Rendered(program, kernel.name)

@@ -6,7 +6,8 @@ import os
 
 from .device import Device
 
-_FACTORIES = {"numpy": ("luban.runtime.numpy", "NumpyDevice"), "cpu": ("luban.runtime.cpu", "CPUDevice")}
+_FACTORIES = {"numpy": ("luban.runtime.numpy", "NumpyDevice"), "cpu": ("luban.runtime.cpu", "CPUDevice"),
+              "opencl": ("luban.runtime.opencl", "OpenCLDevice")}
 _INSTANCES: dict[str, Device] = {}
 
 
@@ -16,7 +17,20 @@ def register_device(name: str, module: str, cls: str) -> None:
 
 
 def available_devices() -> list[str]:
+    """Every registered device name, usable here or not (see usable_devices)."""
     return list(_FACTORIES)
+
+
+def usable_devices() -> list[str]:
+    """The registered devices that start on this machine (their drivers are present)."""
+    usable = []
+    for name in _FACTORIES:
+        try:
+            get_device(name)
+        except Exception:  # noqa: BLE001 - any failure to start means "not here"
+            continue
+        usable.append(name)
+    return usable
 
 
 def canonical_device(name) -> str:

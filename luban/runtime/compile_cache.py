@@ -1,5 +1,6 @@
 """Disk cache of shared objects compiled from C-family source, for any device to reuse.
 
+`fetch(key, produce, suffix)` is the cache itself, for any device's binaries.
 `build(source, flags)` returns the path of a shared object compiled from `source` by
 the C compiler ($CC, else gcc, clang or cc on PATH). An entry's key is the sha256 of
 the source, the compiler (path and version), the flags and the host CPU (flags may
@@ -83,19 +84,26 @@ def key(source: str, flags) -> str:
 def build(source: str, flags, *, rebuild: bool = False) -> Path:
     """Path of the shared object for (source, flags), compiling it on a miss.
     rebuild=True discards the stored entry first (e.g. it failed to load)."""
-    k, d = key(source, flags), cache_dir()
-    so, sidecar = d / f"{k}.so", d / f"{k}.sha256"
-    if not rebuild and _valid(so, sidecar):
-        return so
+    d = cache_dir()
+    return fetch(key(source, flags), lambda: _compile(source, flags, d), ".so", rebuild=rebuild)
+
+
+def fetch(k: str, produce, suffix: str, *, rebuild: bool = False) -> Path:
+    """Path of the entry `k` (a hex digest naming everything its bytes depend on),
+    calling produce() -> bytes on a miss; any device's compiled programs can live here."""
+    d = cache_dir()
+    entry, sidecar = d / f"{k}{suffix}", d / f"{k}.sha256"
+    if not rebuild and _valid(entry, sidecar):
+        return entry
     with _locked(d / f"{k}.lock"):
-        if not rebuild and _valid(so, sidecar):  # another process built it while we waited
-            return so
-        for stale in (so, sidecar):
+        if not rebuild and _valid(entry, sidecar):  # another process built it while we waited
+            return entry
+        for stale in (entry, sidecar):
             stale.unlink(missing_ok=True)
-        data = _compile(source, flags, d)
+        data = produce()
         _write_atomic(sidecar, hashlib.sha256(data).hexdigest().encode(), d)
-        _write_atomic(so, data, d)
-    return so
+        _write_atomic(entry, data, d)
+    return entry
 
 
 def _valid(so: Path, sidecar: Path) -> bool:

@@ -44,6 +44,7 @@ class CPUDevice(Device):
     name = "cpu"
     renderer = "c"
     dtypes = frozenset(dtypes.ALL)
+    caps = {"float64": True}
     # no -ffast-math: kernels must keep nan/inf and the reference's rounding (hence no
     # contraction into fma). Floating-point traps are never enabled, so ops may be
     # speculated (-fno-trapping-math lets branchless code vectorize); -fwrapv makes
@@ -99,7 +100,7 @@ class CPUDevice(Device):
             _omp_lib.append(lib)
         return CPUProgram(fn, name, lib)
 
-    def launch(self, program: CPUProgram, bufs: list) -> None:
+    def launch(self, program: CPUProgram, bufs: list, global_size=(1,), local_size=None) -> None:
         if program.fn.argtypes is None:
             program.fn.argtypes = [ctypes.c_void_p] * len(bufs) + [ctypes.POINTER(ctypes.c_int)]
         err = ctypes.c_int(0)

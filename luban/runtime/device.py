@@ -2,6 +2,7 @@
 
 A device knows buffers, programs and launches; it knows nothing of Tensor, autograd
 or the graph. Generated source comes from a renderer in `luban.codegen`.
+docs/porting.md walks through writing one.
 """
 from __future__ import annotations
 
@@ -16,14 +17,19 @@ class Device:
     name: the device string users pass (`tensor.to("cpu")`).
     renderer: name of the `luban.codegen` module that turns a Kernel into source.
     dtypes: the dtypes this device claims (the conformance suite tests exactly these).
+    caps: optional codegen hints the renderer reads; a device without one leaves it out:
+      "float64": the device computes in double (float32 sums accumulate in it),
+      "local_memory": bytes of work-group shared memory (0 or absent: none),
+      "max_local_size": the most work-items in one work-group.
     """
 
     name: str = "?"
     renderer: str = "?"
     dtypes: frozenset = frozenset()
+    caps: dict = {}
 
     def alloc(self, nbytes: int) -> Any:
-        """Return an opaque buffer handle of at least `nbytes` bytes."""
+        """Return an opaque buffer handle of at least `nbytes` bytes (nbytes may be 0)."""
         raise NotImplementedError
 
     def free(self, buf: Any) -> None:
@@ -41,9 +47,10 @@ class Device:
         """Turn rendered source into a launchable program (cache it on disk if costly)."""
         raise NotImplementedError
 
-    def launch(self, program: Any, bufs: list) -> None:
-        """Run `program` on buffers [out, in0, in1, ...]. Raises IndexError if the
-        kernel reported an out-of-range gather/scatter index."""
+    def launch(self, program: Any, bufs: list, global_size: tuple = (1,), local_size: tuple | None = None) -> None:
+        """Run `program` on buffers [out, in0, in1, ...] as `global_size` work-items in
+        groups of `local_size` (None: the device chooses), as the renderer asked. Raises
+        IndexError if the kernel reported an out-of-range gather/scatter index."""
         raise NotImplementedError
 
     def synchronize(self) -> None:

@@ -29,5 +29,5 @@ class NumpyDevice(Device):
     def compile(self, source, name: str):
         return source  # already a callable
 
-    def launch(self, program, bufs: list) -> None:
+    def launch(self, program, bufs: list, global_size=(1,), local_size=None) -> None:
         program(bufs)

@@ -13,26 +13,29 @@ from ..graph.ops import Op
 from ..runtime import get_device
 from .fusion import ScheduleItem, create_schedule
 
-_programs: dict = {}  # (device name, kernel AST, input spec) -> program
+_programs: dict = {}  # (device name, kernel AST, input spec) -> (program, global size, local size)
+
+
+def _key(device, kernel) -> tuple:
+    return (device.name, kernel.ast, kernel.inputs)
+
+
+def _render(device, kernel):
+    r = importlib.import_module(f"luban.codegen.{device.renderer}").render(kernel, device.caps)
+    if debug.level() >= 3:
+        debug.log(str(r.source))
+    return r
 
 
 def _program(device, kernel):
-    key = (device.name, kernel.ast, kernel.inputs)
+    key = _key(device, kernel)
     prog = _programs.get(key)
     if prog is None:
-        renderer = importlib.import_module(f"luban.codegen.{device.renderer}")
         t0 = time.perf_counter()
-        rendered = renderer.render(kernel)
-        if isinstance(rendered, tuple):
-            source, fname = rendered
-            if debug.level() >= 3:
-                debug.log(source)
-            prog = device.compile(source, fname)
-        else:
-            prog = device.compile(rendered, kernel.name)
+        r = _render(device, kernel)
+        prog = _programs[key] = (device.compile(r.source, r.name), r.global_size, r.local_size)
         if debug.level() >= 2:
             debug.log(f"  compiled {kernel.name} in {(time.perf_counter() - t0) * 1e3:.1f} ms")
-        _programs[key] = prog
     return prog
 
 
@@ -43,20 +46,16 @@ def _precompile(items: list[ScheduleItem]) -> None:
         if it.kernel is None:
             continue
         dev = get_device(it.out.device)
-        key = (dev.name, it.kernel.ast, it.kernel.inputs)
+        key = _key(dev, it.kernel)
         if key not in _programs and hasattr(dev, "compile_many"):
             by_device.setdefault(dev.name, (dev, {}))[1][key] = it.kernel
     for dev, todo in by_device.values():
         if len(todo) < 2:
             continue
-        renderer = importlib.import_module(f"luban.codegen.{dev.renderer}")
         keys = list(todo)
-        sources = [renderer.render(todo[k]) for k in keys]
-        if debug.level() >= 3:
-            for src in sources:
-                debug.log(src[0] if isinstance(src, tuple) else str(src))
-        for key, prog in zip(keys, dev.compile_many(sources)):
-            _programs[key] = prog
+        rendered = [_render(dev, todo[k]) for k in keys]
+        for key, r, prog in zip(keys, rendered, dev.compile_many([(r.source, r.name) for r in rendered])):
+            _programs[key] = (prog, r.global_size, r.local_size)
 
 
 def _to_host(node: LazyBuffer) -> np.ndarray:
@@ -73,9 +72,9 @@ def _run_item(it: ScheduleItem) -> None:
         src = it.inputs[0]
         dev.copyin(buf.handle, np.ascontiguousarray(_to_host(src)))
     else:
-        prog = _program(dev, it.kernel)
+        prog, global_size, local_size = _program(dev, it.kernel)
         t0 = time.perf_counter() if debug.level() >= 2 else 0.0
-        dev.launch(prog, [buf.handle] + [i.buffer.handle for i in it.inputs])
+        dev.launch(prog, [buf.handle] + [i.buffer.handle for i in it.inputs], global_size, local_size)
         debug.count_kernel()
         lvl = debug.level()
         if lvl >= 1:

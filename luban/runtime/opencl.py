@@ -1,0 +1,113 @@
+"""The `opencl` device: kernels rendered to OpenCL C by luban.codegen.opencl, built by
+the platform's compiler through pyopencl (binaries cached on disk by compile_cache),
+launched on one command queue. Any OpenCL 1.2+ platform runs it; PoCL runs it on the
+CPU, so CI tests it for real. Pick a platform/device by a substring of its name with
+LUBAN_OPENCL_DEVICE (default: the first device found)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .. import dtypes
+from . import compile_cache
+from .device import Device
+
+try:
+    import pyopencl as cl
+except ImportError:  # the device is then unavailable, with an error saying how to get it
+    cl = None
+
+
+class OpenCLProgram:
+    __slots__ = ("kernel", "name", "checks_index")
+
+    def __init__(self, kernel, name: str, checks_index: bool):
+        self.kernel, self.name, self.checks_index = kernel, name, checks_index
+
+
+def _pick_device():
+    if cl is None:
+        raise RuntimeError("the opencl device needs pyopencl and an OpenCL platform: "
+                           "pip install 'pyopencl[pocl]' (PoCL runs OpenCL on the CPU)")
+    wanted = os.environ.get("LUBAN_OPENCL_DEVICE", "").lower()
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error as e:  # the ICD loader found no platform at all
+        raise RuntimeError(f"no OpenCL platform found ({e}); install one, e.g. pip install 'pyopencl[pocl]'") from None
+    found = [(p, d) for p in platforms for d in p.get_devices()]
+    for p, d in found:
+        if wanted in f"{p.name} {d.name}".lower():
+            return d
+    names = "; ".join(f"{p.name}: {d.name}" for p, d in found) or "none"
+    raise RuntimeError(f"no OpenCL device matches LUBAN_OPENCL_DEVICE={wanted!r}; devices: {names}")
+
+
+class OpenCLDevice(Device):
+    name = "opencl"
+    renderer = "opencl"
+
+    def __init__(self):
+        dev = self.cl_device = _pick_device()
+        self.ctx = cl.Context([dev])
+        self.queue = cl.CommandQueue(self.ctx)
+        fp64 = "cl_khr_fp64" in dev.extensions
+        self.dtypes = frozenset(dtypes.ALL) - (set() if fp64 else {dtypes.float64})
+        local = dev.local_mem_size if dev.local_mem_type else 0  # CL_NONE (0): no local memory
+        self.caps = {"float64": fp64, "local_memory": local, "max_local_size": dev.max_work_group_size}
+        exact = dev.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT
+        # the reference rounds division and sqrt correctly, and never contracts into fma
+        self.options = ["-cl-fp32-correctly-rounded-divide-sqrt"] if exact else []
+        self.identity = f"{dev.platform.name} {dev.platform.version}\n{dev.name} {dev.driver_version}"
+        self._err = self.alloc(4)
+        self.copyin(self._err, np.zeros(1, np.int32))
+
+    def alloc(self, nbytes: int):
+        return cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, max(int(nbytes), 1))
+
+    def free(self, buf) -> None:
+        buf.release()
+
+    def copyin(self, buf, host: np.ndarray) -> None:
+        if host.nbytes:
+            cl.enqueue_copy(self.queue, buf, np.ascontiguousarray(host), is_blocking=True)
+
+    def copyout(self, host: np.ndarray, buf) -> None:
+        if host.nbytes:
+            cl.enqueue_copy(self.queue, host, buf, is_blocking=True)
+
+    def compile(self, source: str, name: str) -> OpenCLProgram:
+        key = hashlib.sha256("\0".join([source, self.identity, *self.options]).encode()).hexdigest()
+        path = compile_cache.fetch(key, lambda: self._build(source).binaries[0], ".clbin")
+        try:
+            program = cl.Program(self.ctx, [self.cl_device], [path.read_bytes()]).build(self.options)
+        except cl.Error:  # passed its checksum yet does not load (say a driver update): rebuild
+            program = self._build(source)
+            compile_cache.fetch(key, lambda: program.binaries[0], ".clbin", rebuild=True)
+        return OpenCLProgram(getattr(program, name), name, "*err = 1" in source)
+
+    def compile_many(self, items: list) -> list:
+        """compile() each (source, name); the platform compiler may run them in parallel."""
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            return list(pool.map(lambda item: self.compile(*item), items))
+
+    def _build(self, source: str):
+        try:
+            return cl.Program(self.ctx, source).build(self.options)
+        except cl.Error as e:
+            raise compile_cache.CompileError(f"OpenCL build failed on {self.cl_device.name}:\n{e}") from None
+
+    def launch(self, program: OpenCLProgram, bufs: list, global_size=(1,), local_size=None) -> None:
+        program.kernel.set_args(*bufs, self._err)
+        cl.enqueue_nd_range_kernel(self.queue, program.kernel, global_size, local_size)
+        if program.checks_index:  # the flag is read back only for kernels that can set it
+            err = np.zeros(1, np.int32)
+            self.copyout(err, self._err)
+            if err[0]:
+                self.copyin(self._err, np.zeros(1, np.int32))
+                raise IndexError(f"gather/scatter index out of range in kernel {program.name}")
+
+    def synchronize(self) -> None:
+        self.queue.finish()
