@@ -1,6 +1,11 @@
 """The `cpu` device: kernels rendered to C by luban.codegen.c, compiled by the system C
 compiler into shared objects (cached on disk by compile_cache), called through ctypes
-(which releases the GIL). Buffers are 64-byte-aligned NumPy byte arrays."""
+(which releases the GIL). Buffers are 64-byte-aligned NumPy byte arrays.
+
+Pattern claims (Device.claim): a Gemm runs as NumPy's matmul on strided views of the
+buffers, i.e. in the OpenBLAS that NumPy's wheel bundles; no dependency beyond NumPy,
+and no extra copy where BLAS takes the strides. (scipy.linalg.blas.sgemm calls an
+OpenBLAS too, but needs scipy and Fortran-ordered arrays.)"""
 from __future__ import annotations
 
 import ctypes
@@ -40,6 +45,56 @@ class CPUProgram:
         self.fn, self.name, self.lib = fn, name, lib  # lib keeps the shared object loaded
 
 
+class CPUClaimed:
+    """A program the device claimed (see Device.claim): a NumPy/BLAS call on views of the
+    launch's buffers instead of generated code."""
+    __slots__ = ("run", "name")
+
+    def __init__(self, run, name: str):
+        self.run, self.name = run, name
+
+
+# Below this many multiply-adds a BLAS call's fixed cost (views, dispatch) is more than a
+# generated kernel takes. Batched dot products (m = n = 1) stay generated: NumPy runs them
+# one dot at a time on one thread, the generated kernel shares them among threads.
+CLAIM_MIN_WORK = 1 << 12
+
+
+def _strided(buf, dt: np.dtype, offset: int, shape: tuple, strides: tuple) -> tuple:
+    """(view, blas_ok): the (batch, rows, cols) array at element `offset` of `buf` with
+    element `strides`, and whether BLAS can read each matrix as it is. A size-1 dim gets
+    the stride that makes its matrix row- or column-major (its stride never matters)."""
+    _, rows, cols = shape
+    sb, sr, sc = strides
+    ok = False
+    for r_, c_ in (((cols if rows == 1 else sr), (1 if cols == 1 else sc)),  # row-major
+                   ((1 if rows == 1 else sr), (rows if cols == 1 else sc))):  # column-major
+        if (c_ == 1 and r_ >= cols) or (r_ == 1 and c_ >= rows):
+            sr, sc, ok = r_, c_, True
+            break
+    view = np.ndarray(shape, dt, buffer=buf, offset=offset * dt.itemsize,
+                      strides=(sb * dt.itemsize, sr * dt.itemsize, sc * dt.itemsize))
+    return view, ok
+
+
+def _gemm(g, bufs: list) -> None:
+    """out = a @ b by NumPy's matmul, which calls the BLAS NumPy bundles (OpenBLAS) when
+    every matrix has strides BLAS takes, else a slow loop: so an operand BLAS cannot read
+    in place is copied first, and an output it cannot write is written after."""
+    dt = np.dtype(g.dtype)
+    ops = []
+    for x, shape in ((g.a, (g.batch, g.m, g.k)), (g.b, (g.batch, g.k, g.n))):
+        view, ok = _strided(bufs[1 + x.index], dt, x.offset, shape, x.strides)
+        ops.append(view if ok else np.ascontiguousarray(view))
+    out, ok = _strided(bufs[0], dt, 0, (g.batch, g.m, g.n), g.out_strides)
+    if g.batch == 1:  # a 2-D matmul skips the gufunc's batch loop
+        ops, out = [x[0] for x in ops], out[0]
+    if ok:
+        np.matmul(*ops, out=out)
+    else:
+        out[...] = np.matmul(*ops)
+
+
 class CPUDevice(Device):
     name = "cpu"
     renderer = "c"
@@ -56,6 +111,26 @@ class CPUDevice(Device):
 
     def __init__(self):
         self._programs: dict = {}
+        self.claimed_launches = 0  # launches that ran a claimed program (tests, debugging)
+
+    def claim(self, pattern) -> CPUClaimed | None:
+        """A BLAS call for a Gemm pattern worth one (see CLAIM_MIN_WORK), else None."""
+        if getattr(pattern, "kind", None) != "gemm" or pattern.dtype not in ("float32", "float64"):
+            return None
+        g = pattern
+        if g.batch * g.m * g.n * g.k < CLAIM_MIN_WORK or (g.m == 1 and g.n == 1 and g.batch > 1):
+            return None
+        name = f"gemm_{g.dtype}_{g.batch}x{g.m}x{g.n}x{g.k}"
+        if g.epilogue is None:
+            return CPUClaimed(lambda bufs: _gemm(g, bufs), name)
+        prog, global_size, local_size = g.epilogue
+        nbytes = g.batch * g.m * g.n * np.dtype(g.dtype).itemsize
+
+        def run(bufs):  # the GEMM into a buffer of its own, then the generated rest
+            tmp = self.alloc(nbytes)
+            _gemm(g, [tmp] + bufs[1:])
+            self.launch(prog, bufs + [tmp], global_size, local_size)
+        return CPUClaimed(run, name + "+epilogue")
 
     def alloc(self, nbytes: int):
         n = max(int(nbytes), 1)  # a valid pointer even for empty tensors
@@ -100,7 +175,11 @@ class CPUDevice(Device):
             _omp_lib.append(lib)
         return CPUProgram(fn, name, lib)
 
-    def launch(self, program: CPUProgram, bufs: list, global_size=(1,), local_size=None) -> None:
+    def launch(self, program: CPUProgram | CPUClaimed, bufs: list, global_size=(1,), local_size=None) -> None:
+        if type(program) is CPUClaimed:
+            self.claimed_launches += 1
+            program.run(bufs)
+            return
         if program.fn.argtypes is None:
             program.fn.argtypes = [ctypes.c_void_p] * len(bufs) + [ctypes.POINTER(ctypes.c_int)]
         err = ctypes.c_int(0)

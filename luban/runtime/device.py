@@ -21,6 +21,20 @@ class Device:
       "float64": the device computes in double (float32 sums accumulate in it),
       "local_memory": bytes of work-group shared memory (0 or absent: none),
       "max_local_size": the most work-items in one work-group.
+
+    Optional, pattern claims (for speed only, never for correctness):
+    claim(pattern) -> program | None. Before generating code for a kernel, the runtime
+    offers the device the kernel's plain description if `luban.codegen.patterns`
+    recognizes one (today `Gemm`: batch/m/n/k, each operand's element offset and
+    strides; dispatch on `pattern.kind`, never import codegen). The device returns a
+    program that computes exactly that, typically a vendor library call (cpu: BLAS), or
+    None to get generated code as usual. Where the pattern is only part of the kernel,
+    the runtime asks first without, then with `pattern.epilogue` set: the device's own
+    compiled program for the rest, to launch on [out, in0, ..., pattern's result] (so
+    claim must be cheap and side-effect free). A claimed program is launched like any
+    other, `launch(program, bufs, (1,), None)`, on [out, in0, in1, ...]; it may round as
+    its library does (float32 sums accumulate in float32). LUBAN_NO_CLAIMS=1 turns
+    claims off, so the generated path stays tested.
     """
 
     name: str = "?"

@@ -28,7 +28,25 @@ def _render(device, kernel):
 
 
 def _program(device, kernel):
+    import os  # (imports here keep this change inside _program)
     key = _key(device, kernel)
+    # pattern claims (runtime/device.py): the device may run a recognized kernel (a GEMM,
+    # with the rest of the kernel as a generated epilogue) through a vendor library;
+    # cached under ("claim", key), None where it declined
+    if os.environ.get("LUBAN_NO_CLAIMS") != "1" and hasattr(device, "claim"):
+        claimed = _programs.get(("claim",) + key, False)
+        if claimed is False:
+            from ..codegen import patterns
+            found = patterns.recognize(kernel)  # (pattern, rest of the kernel or None) or None
+            prog = None if found is None else device.claim(found[0])
+            if prog is not None and found[1] is not None:  # worth it: compile the rest, ask again
+                import dataclasses
+                prog = device.claim(dataclasses.replace(found[0], epilogue=_program(device, found[1])))
+            claimed = _programs[("claim",) + key] = None if prog is None else (prog, (1,), None)
+            if prog is not None and debug.level() >= 2:
+                debug.log(f"  claimed {kernel.name} as {getattr(prog, 'name', prog)}")
+        if claimed is not None:
+            return claimed
     prog = _programs.get(key)
     if prog is None:
         t0 = time.perf_counter()

@@ -1,0 +1,185 @@
+"""Pattern recognizers: a kernel AST -> a plain description a device may hand to a vendor
+library (see "pattern claims" in runtime/device.py). A device never sees a KNode; it gets
+one of the frozen dataclasses below, whose fields are plain ints and strings.
+
+A recognizer claims only what it can describe *exactly*: every address an affine
+function of the loop variables (no // or % left, no PAD guard, no GATHER), the output
+written as the description says. Anything else returns None and runs as generated code.
+
+Gemm: C[p, i, j] = sum_k A[p, i, k] * B[p, k, j] for p < batch, i < m, j < n, k < k.
+Matmul is broadcast multiply + SUM (frontend/linalg.py), so its kernel is
+    [RESHAPE...] SUM(MUL(movement...(LOAD a), movement...(LOAD b)))
+and each LOAD's address, as a function of the SUM's output and reduce variables, tells
+which variables are batch (both operands, or neither), rows (a only), cols (b only) and
+the contraction (both, reduced). Several variables of one role merge into one where the
+strides allow (a reshaped batch, a flattened contraction); a row or col variable that
+does not merge becomes a batch variable (the other operand broadcasts in it); else no
+claim. A kernel whose root is not the SUM (an epilogue fused after the matmul, or the
+matmul inside something bigger) is split: the GEMM into a buffer of its own, and the
+rest as a generated kernel that loads it (see recognize).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import dtypes
+from ..graph.ops import MOVEMENT, Op
+from .cstyle import _move, _reshape  # the renderer's index rules, so both agree on addresses
+from .kernel import Kernel, KNode
+from .symbolic import Const, Sum, Var, in_range, linearize, var
+
+GEMM_DTYPES = (dtypes.float32, dtypes.float64)
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An input buffer read as a strided (batch, rows, cols) array: input `index` of the
+    kernel (launch buffer index + 1), element `offset`, `strides` in elements (any sign;
+    0 where it broadcasts; a size-1 dim's stride is meaningless)."""
+    index: int
+    offset: int
+    strides: tuple
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """out[p, i, j] = sum over k of a[p, i, k] * b[p, k, j], for batch, m, n, k (all >= 1).
+    `out` is the kernel's output buffer at element offset 0 with `out_strides` (elements,
+    batch/row/col), possibly not row-major. dtype: "float32" or "float64" for a, b and out.
+    epilogue: None, or (program, global_size, local_size) of a program of the device's
+    own, to launch on [out, in0, ..., result] after the GEMM wrote `result`, a buffer of
+    batch*m*n elements the claimed program allocates (see recognize)."""
+    kind = "gemm"  # what devices dispatch on (class attribute, not a field)
+    dtype: str
+    batch: int
+    m: int
+    n: int
+    k: int
+    a: Operand
+    b: Operand
+    out_strides: tuple
+    epilogue: tuple | None = None
+
+
+def recognize(kernel: Kernel):
+    """(pattern, epilogue) for `kernel`, or None if no part of it is an exact match.
+
+    epilogue None: the pattern computes the kernel's output. Else the pattern is a SUM
+    inside the kernel, written row-major to a buffer of its own, and `epilogue` is the
+    rest of the kernel: a Kernel with that SUM replaced by a LOAD of one more input
+    (the pattern's result), which computes the output from [in0, ..., result]."""
+    node = kernel.ast
+    while node.op is Op.RESHAPE:  # the output is written row-major: a root reshape moves nothing
+        node = node.src[0]
+    g = gemm(node)
+    if g is not None:
+        return g, None
+    for n in kernel.ast.toposort():
+        g = gemm(n)
+        if g is not None:
+            load = KNode(Op.LOAD, (), len(kernel.inputs), n.dtype, n.shape)
+            ast = _replace(kernel.ast, n, load, {})
+            return g, Kernel(ast, kernel.inputs + ((n.dtype, n.shape),), f"{kernel.name}_epilogue")
+    return None
+
+
+def _replace(node: KNode, old: KNode, new: KNode, memo: dict) -> KNode:
+    if node is old:
+        return new
+    if id(node) not in memo:
+        src = tuple(_replace(s, old, new, memo) for s in node.src)
+        memo[id(node)] = node if all(a is b for a, b in zip(src, node.src)) else \
+            KNode(node.op, src, node.arg, node.dtype, node.shape)
+    return memo[id(node)]
+
+
+def gemm(node: KNode) -> Gemm | None:
+    """The Gemm that SUM `node` computes, written row-major in its (keepdim) shape."""
+    if node.op is not Op.SUM or node.dtype not in GEMM_DTYPES or node.src[0].op is not Op.MUL:
+        return None
+    mul = node.src[0]
+    shape = mul.shape
+    if 0 in shape:
+        return None
+    axes = {a % len(shape) for a in node.arg}
+    idx = [var(f"{'r' if d in axes else 'o'}{d}", n) for d, n in enumerate(shape)]
+    ops = []
+    for src in mul.src:
+        addr = _address(src, idx, node.dtype)
+        if addr is None:
+            return None
+        ops.append(addr)
+    (ia, offa, sa), (ib, offb, sb) = ops
+    out_strides = _row_major(node.shape)
+    roles: dict = {"batch": [], "m": [], "n": [], "k": []}
+    for d, v in enumerate(idx):
+        if not isinstance(v, Var):
+            continue  # a size-1 dim
+        in_a, in_b = v.name in sa, v.name in sb
+        if d in axes:
+            if not (in_a and in_b):
+                return None  # summed in one operand only: not a product of matrices
+            roles["k"].append(d)
+        else:
+            roles["batch" if in_a == in_b else "m" if in_a else "n"].append(d)
+
+    def merged(dims: list, tensors: list) -> tuple:
+        """(size, strides per tensor) of the innermost of `dims` that merge into one dim,
+        and the outer dims that do not."""
+        size, strides = 1, [0] * len(tensors)
+        for j in reversed(range(len(dims))):
+            st = [t.get(idx[dims[j]].name, 0) for t in tensors]
+            if size == 1:
+                strides = st
+            elif any(s != inner * size for s, inner in zip(st, strides)):
+                return (size, strides), dims[:j + 1]
+            size *= shape[dims[j]]
+        return (size, strides), []
+
+    # rows and cols merge in the output's order; a row (col) dim that does not merge with
+    # the inner ones becomes a batch dim in which the other operand broadcasts
+    outs = {v.name: out_strides[d] for d, v in enumerate(idx) if isinstance(v, Var) and d not in axes}
+    (m, (ma, mc)), rest_m = merged(roles["m"], [sa, outs])
+    (n, (nb, nc)), rest_n = merged(roles["n"], [sb, outs])
+    (batch, (pa, pb, pc)), rest_b = merged(sorted(roles["batch"] + rest_m + rest_n), [sa, sb, outs])
+    (k, (ka, kb)), rest_k = merged(roles["k"], [sa, sb])  # the contraction in the source's order
+    if rest_b or rest_k:
+        return None
+    return Gemm(node.dtype.name, batch, m, n, k, Operand(ia, offa, (pa, ma, ka)),
+                Operand(ib, offb, (pb, kb, nb)), (pc, mc, nc))
+
+
+def _row_major(shape: tuple) -> list:
+    strides, step = [0] * len(shape), 1
+    for d in reversed(range(len(shape))):
+        strides[d], step = step, step * shape[d]
+    return strides
+
+
+def _address(node: KNode, idx: list, dtype):
+    """(input index, element offset, {var name: stride}) of the LOAD that a chain of
+    movement ops over it reads at `idx`, or None if it is no exactly affine plain load."""
+    while node.op in MOVEMENT:
+        if node.op is Op.PAD:  # a plain view only where the guard always holds
+            idx = [i - before for i, (before, _) in zip(idx, node.arg)]
+            if any(in_range(i, n) is not True for i, n in zip(idx, node.src[0].shape)):
+                return None
+            node = node.src[0]
+            continue
+        idx = _reshape(idx, node.shape, node.src[0].shape) if node.op is Op.RESHAPE else _move(node, idx)
+        node = node.src[0]
+    if node.op is not Op.LOAD or node.dtype is not dtype:
+        return None
+    addr = linearize(idx, node.shape)
+    if isinstance(addr, Const):
+        return node.arg, addr.v, {}
+    if isinstance(addr, Var):
+        return node.arg, 0, {addr.name: 1}
+    if isinstance(addr, Sum) and all(isinstance(a, Var) for a, _ in addr.terms):
+        return node.arg, addr.const, {a.name: c for a, c in addr.terms}
+    return None  # a // or % survived: the view is not strided
+
+
+def flops(g: Gemm) -> int:
+    return 2 * g.batch * g.m * g.n * g.k
+
