@@ -34,31 +34,32 @@ def claims(request, monkeypatch):
 
 T = lambda x: luban.tensor(x, device="cpu")  # noqa: E731
 
-# name -> (numpy inputs from a rng, luban expression, numpy expression, claimed with claims on)
+# name -> (numpy inputs from a rng, luban expression, numpy expression, claimed with claims on:
+# sizes of claimed cases are above the cpu device's CLAIM_MIN_WORK)
 CASES = {
-    "2d": (lambda r: [rand(r, 33, 20), rand(r, 20, 17)], lambda a, b: a @ b, lambda a, b: a @ b, True),
-    "batched": (lambda r: [rand(r, 3, 16, 20), rand(r, 3, 20, 24)], lambda a, b: a @ b, lambda a, b: a @ b, True),
-    "broadcast_batch_b": (lambda r: [rand(r, 4, 16, 20), rand(r, 20, 24)], lambda a, b: a @ b, lambda a, b: a @ b, True),
-    "broadcast_batch_a": (lambda r: [rand(r, 16, 20), rand(r, 4, 20, 24)], lambda a, b: a @ b, lambda a, b: a @ b, True),
+    "2d": (lambda r: [rand(r, 33, 40), rand(r, 40, 30)], lambda a, b: a @ b, lambda a, b: a @ b, True),
+    "batched": (lambda r: [rand(r, 3, 16, 32), rand(r, 3, 32, 24)], lambda a, b: a @ b, lambda a, b: a @ b, True),
+    "broadcast_batch_b": (lambda r: [rand(r, 4, 16, 32), rand(r, 32, 24)], lambda a, b: a @ b, lambda a, b: a @ b, True),
+    "broadcast_batch_a": (lambda r: [rand(r, 16, 32), rand(r, 4, 32, 24)], lambda a, b: a @ b, lambda a, b: a @ b, True),
     "broadcast_batch_4d": (lambda r: [rand(r, 2, 1, 8, 20), rand(r, 3, 20, 16)], lambda a, b: a @ b,
                            lambda a, b: a @ b, False),  # two batch dims that do not merge: generated
-    "transposed_a": (lambda r: [rand(r, 20, 33), rand(r, 20, 17)], lambda a, b: a.T @ b, lambda a, b: a.T @ b, True),
-    "transposed_both": (lambda r: [rand(r, 20, 33), rand(r, 17, 20)], lambda a, b: a.T @ b.T,
+    "transposed_a": (lambda r: [rand(r, 40, 33), rand(r, 40, 30)], lambda a, b: a.T @ b, lambda a, b: a.T @ b, True),
+    "transposed_both": (lambda r: [rand(r, 40, 33), rand(r, 30, 40)], lambda a, b: a.T @ b.T,
                         lambda a, b: a.T @ b.T, True),
-    "permuted_batch": (lambda r: [rand(r, 16, 3, 20), rand(r, 3, 24, 20)],
+    "permuted_batch": (lambda r: [rand(r, 16, 3, 32), rand(r, 3, 24, 32)],
                        lambda a, b: a.permute(1, 0, 2) @ b.permute(0, 2, 1),
                        lambda a, b: a.transpose(1, 0, 2) @ b.transpose(0, 2, 1), True),
-    "sliced": (lambda r: [rand(r, 40, 30), rand(r, 25, 30)], lambda a, b: a[3:35, 2:27] @ b[:, 4:24],
-               lambda a, b: a[3:35, 2:27] @ b[:, 4:24], True),
-    "strided_slice": (lambda r: [rand(r, 64, 30), rand(r, 30, 40)], lambda a, b: a[::2] @ b[:, ::3],
+    "sliced": (lambda r: [rand(r, 40, 50), rand(r, 40, 40)], lambda a, b: a[3:35, 2:42] @ b[:, 4:34],
+               lambda a, b: a[3:35, 2:42] @ b[:, 4:34], True),
+    "strided_slice": (lambda r: [rand(r, 64, 40), rand(r, 40, 96)], lambda a, b: a[::2] @ b[:, ::3],
                       lambda a, b: a[::2] @ b[:, ::3], True),
-    "flipped": (lambda r: [rand(r, 33, 20), rand(r, 20, 17)], lambda a, b: a.flip(0) @ b.flip(1),
+    "flipped": (lambda r: [rand(r, 33, 40), rand(r, 40, 30)], lambda a, b: a.flip(0) @ b.flip(1),
                 lambda a, b: a[::-1] @ b[:, ::-1], True),
     "broadcast_row": (lambda r: [rand(r, 1, 20), rand(r, 20, 300)], lambda a, b: a.expand(16, 20) @ b,
                       lambda a, b: np.broadcast_to(a, (16, 20)) @ b, True),  # a zero stride: copied for BLAS
     "self_gram": (lambda r: [rand(r, 50, 30)], lambda a: a.T @ a, lambda a: a.T @ a, True),
-    "row_vector": (lambda r: [rand(r, 1, 64), rand(r, 64, 80)], lambda a, b: a @ b, lambda a, b: a @ b, True),
-    "matvec": (lambda r: [rand(r, 80, 64), rand(r, 64)], lambda a, b: a @ b, lambda a, b: a @ b, True),
+    "row_vector": (lambda r: [rand(r, 1, 256), rand(r, 256, 160)], lambda a, b: a @ b, lambda a, b: a @ b, True),
+    "matvec": (lambda r: [rand(r, 160, 256), rand(r, 256)], lambda a, b: a @ b, lambda a, b: a @ b, True),
     "size1_k": (lambda r: [rand(r, 64, 1), rand(r, 1, 80)], lambda a, b: a @ b, lambda a, b: a @ b, None),
     "tiny": (lambda r: [rand(r, 2, 3), rand(r, 3, 4)], lambda a, b: a @ b, lambda a, b: a @ b, False),
     "batched_dot": (lambda r: [rand(r, 64, 1, 100), rand(r, 64, 100, 1)], lambda a, b: a @ b,
@@ -66,9 +67,9 @@ CASES = {
     "float64": (lambda r: [rand(r, 33, 20, dtype=np.float64), rand(r, 3, 20, 17, dtype=np.float64)],
                 lambda a, b: a @ b, lambda a, b: a @ b, True),
     # the rest of the kernel runs as a generated epilogue on the GEMM's result
-    "epilogue": (lambda r: [rand(r, 32, 20), rand(r, 20, 24), rand(r, 24)], lambda a, b, c: (a @ b + c).relu() * 2,
+    "epilogue": (lambda r: [rand(r, 32, 48), rand(r, 48, 24), rand(r, 24)], lambda a, b, c: (a @ b + c).relu() * 2,
                  lambda a, b, c: np.maximum(a @ b + c, 0) * 2, True),
-    "epilogue_reduce": (lambda r: [rand(r, 32, 20), rand(r, 20, 24)], lambda a, b: ((a @ b) * 0.25).exp().sum(1),
+    "epilogue_reduce": (lambda r: [rand(r, 32, 48), rand(r, 48, 24)], lambda a, b: ((a @ b) * 0.25).exp().sum(1),
                         lambda a, b: np.exp((a @ b) * 0.25).sum(1), True),
     "einsum": (lambda r: [rand(r, 8, 5, 6), rand(r, 6, 5, 9)], lambda a, b: luban.einsum("ikj,jkl->il", a, b),
                lambda a, b: np.einsum("ikj,jkl->il", a, b), False),  # two contracted dims in a different order
