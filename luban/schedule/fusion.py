@@ -36,8 +36,8 @@ def _broadcasts(node: LazyBuffer) -> bool:
 
 
 class _Planner:
-    def __init__(self, targets: list[LazyBuffer]):
-        self.order = toposort(targets)
+    def __init__(self, targets: list[LazyBuffer], order: list[LazyBuffer] | None = None):
+        self.order = toposort(targets) if order is None else order
         self.mat = {id(t) for t in targets if t.buffer is None}
         self.mat |= {id(n) for n in self.order if n.op in _ALWAYS and n.buffer is None}
         for n in self.order:  # a COPY's source is realized on its own device first
@@ -180,8 +180,10 @@ def _name(ast: KNode) -> str:
     return f"{kind}_{dims}"
 
 
-def create_schedule(targets: list[LazyBuffer]) -> list[ScheduleItem]:
-    planner = _Planner(targets)
+def create_schedule(targets: list[LazyBuffer], order: list[LazyBuffer] | None = None) -> list[ScheduleItem]:
+    """Kernels computing `targets`, in execution order. `order`: toposort(targets), when
+    the caller (the schedule cache) already has it."""
+    planner = _Planner(targets, order)
     items = []
     mat_nodes = planner.plan()
     for n in mat_nodes:

@@ -11,7 +11,8 @@ from .. import debug
 from ..graph.lazy import DeviceBuffer, LazyBuffer
 from ..graph.ops import Op
 from ..runtime import get_device
-from .fusion import ScheduleItem, create_schedule
+from . import cache as schedule_cache
+from .fusion import ScheduleItem, create_schedule  # noqa: F401  (create_schedule: re-exported)
 
 _programs: dict = {}  # (device name, kernel AST, input spec) -> (program, global size, local size)
 
@@ -107,11 +108,17 @@ def _run_item(it: ScheduleItem) -> None:
     out.op, out.src, out.arg = Op.BUFFER, (), None
 
 
+# luban.jit's capture hook: sees every schedule, upload and host read while it records
+_recorder = None
+
+
 def realize(targets: list[LazyBuffer]) -> None:
     targets = [t for t in targets if t.buffer is None]
     if not targets:
         return
-    items = create_schedule(targets)
+    items = schedule_cache.schedule(targets)  # a recurring graph skips planning and lowering
+    if _recorder is not None:
+        _recorder.on_items(items)
     _precompile(items)
     for it in items:
         _run_item(it)
@@ -119,6 +126,8 @@ def realize(targets: list[LazyBuffer]) -> None:
 
 def to_numpy(node: LazyBuffer) -> np.ndarray:
     realize([node])
+    if _recorder is not None:
+        _recorder.on_host_read(node)
     return _to_host(node)
 
 
@@ -127,4 +136,7 @@ def from_numpy(arr: np.ndarray, dtype, device: str) -> LazyBuffer:
     dev = get_device(device)
     buf = DeviceBuffer(dev, arr.nbytes)
     dev.copyin(buf.handle, arr)
-    return LazyBuffer.from_buffer(buf, dtype, arr.shape, device)
+    node = LazyBuffer.from_buffer(buf, dtype, arr.shape, device)
+    if _recorder is not None:
+        _recorder.on_upload(node, arr)
+    return node
