@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from .. import debug
+from ..codegen.cost import bytes_moved, flops
 from ..graph.lazy import DeviceBuffer, LazyBuffer
 from ..graph.ops import Op
 from ..runtime import get_device
@@ -87,21 +88,35 @@ def _run_item(it: ScheduleItem) -> None:
     out = it.out
     dev = get_device(out.device)
     buf = DeviceBuffer(dev, out.numel * out.dtype.itemsize)
+    timing = debug.timing  # profiling: synchronize around each launch so its time is real
+    if timing:
+        dev.synchronize()
+        t0 = time.perf_counter()
     if it.kernel is None:  # COPY: through host memory; devices need no peer transfers
         src = it.inputs[0]
         dev.copyin(buf.handle, np.ascontiguousarray(_to_host(src)))
+        if timing:
+            dev.synchronize()
+            debug.record(debug.Event("copy", f"copy {src.device}->{dev.name}", dev.name, time.perf_counter() - t0,
+                                     nbytes=out.numel * out.dtype.itemsize))
     else:
+        n_programs = len(_programs)
         prog, global_size, local_size = _program(dev, it.kernel)
-        t0 = time.perf_counter() if debug.level() >= 2 else 0.0
+        if timing:
+            t1 = time.perf_counter()
+            if len(_programs) > n_programs:  # compiled here, not in _precompile
+                debug.record(debug.Event("compile", it.kernel.name, dev.name, t1 - t0))
         dev.launch(prog, [buf.handle] + [i.buffer.handle for i in it.inputs], global_size, local_size)
         debug.count_kernel()
         lvl = debug.level()
+        if timing:
+            dev.synchronize()
+            ev = debug.Event("kernel", it.kernel.name, dev.name, time.perf_counter() - t1, flops(it.kernel),
+                             bytes_moved(it.kernel))
+            debug.record(ev)
         if lvl >= 1:
-            msg = f"[{dev.name}] {it.kernel.name} <- {len(it.inputs)} inputs"
-            if lvl >= 2:
-                dev.synchronize()
-                msg += f"  {(time.perf_counter() - t0) * 1e6:.0f} us"
-            debug.log(msg)
+            debug.log(debug.kernel_line(ev, len(it.inputs)) if lvl >= 2 else
+                      f"[{dev.name}] {it.kernel.name} <- {len(it.inputs)} inputs")
             if lvl >= 4:
                 debug.log(it.kernel.ast.pretty(2))
     out.buffer = buf
