@@ -16,8 +16,11 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/python -m luban.examples.mnist
 
+# the test suite, then the conformance kit on every device that runs here
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	for d in $$($(BIN)/python -c "from luban.runtime import usable_devices; print(*usable_devices())"); do \
+		$(BIN)/python -m luban.conformance --device $$d || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -29,20 +29,27 @@ class OpenCLProgram:
 
 
 def _pick_device():
+    """The first device matching LUBAN_OPENCL_DEVICE that builds a kernel (an installed
+    platform may be unable to, e.g. a PoCL whose LLVM does not know this CPU)."""
     if cl is None:
-        raise RuntimeError("the opencl device needs pyopencl and an OpenCL platform: "
-                           "pip install 'pyopencl[pocl]' (PoCL runs OpenCL on the CPU)")
+        raise RuntimeError("the opencl device needs pyopencl and an OpenCL platform: pip install pyopencl, "
+                           "and a GPU driver or PoCL (e.g. apt-get install pocl-opencl-icd)")
     wanted = os.environ.get("LUBAN_OPENCL_DEVICE", "").lower()
     try:
-        platforms = cl.get_platforms()
+        found = [(p, d) for p in cl.get_platforms() for d in p.get_devices()]
     except cl.Error as e:  # the ICD loader found no platform at all
-        raise RuntimeError(f"no OpenCL platform found ({e}); install one, e.g. pip install 'pyopencl[pocl]'") from None
-    found = [(p, d) for p in platforms for d in p.get_devices()]
+        raise RuntimeError(f"no OpenCL platform found ({e}); install one, e.g. apt-get install pocl-opencl-icd") from None
+    failed = []
     for p, d in found:
         if wanted in f"{p.name} {d.name}".lower():
-            return d
+            try:
+                cl.Program(cl.Context([d]), "__kernel void probe(__global int* x) { x[0] = 1; }").build()
+                return d
+            except cl.Error as e:
+                failed.append(f"{p.name}: {d.name} cannot build a kernel ({str(e).strip()[:200]})")
     names = "; ".join(f"{p.name}: {d.name}" for p, d in found) or "none"
-    raise RuntimeError(f"no OpenCL device matches LUBAN_OPENCL_DEVICE={wanted!r}; devices: {names}")
+    raise RuntimeError(f"no usable OpenCL device matches LUBAN_OPENCL_DEVICE={wanted!r}; devices: {names}"
+                       + "".join(f"\n  {f}" for f in failed))
 
 
 class OpenCLDevice(Device):
