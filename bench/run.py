@@ -155,7 +155,10 @@ def main() -> None:
     ap.add_argument("--no-first-step", action="store_true", help="skip the cold/warm kernel cache runs")
     ap.add_argument("--first-step", help=argparse.SUPPRESS)  # internal: child process mode
     ap.add_argument("--out", default=None)
+    ap.add_argument("--jit", action="store_true", help="luban training steps run under luban.jit")
     args = ap.parse_args()
+    if args.jit:
+        os.environ["LUBAN_BENCH_JIT"] = "1"  # read by workloads/adapter.py (and the first-step children)
     if args.first_step:
         print(json.dumps(first_step(args.first_step, "luban")))
         return
@@ -166,6 +169,8 @@ def main() -> None:
     rows, t_start = {}, time.perf_counter()
     for key in keys:
         warmup, repeats = plan[key]
+        if args.jit:  # luban.jit replays from the 5th call on (it captures until the step settles)
+            warmup = max(warmup, 5)
         print(f"[{key}] {warmup} warm-up + {repeats} timed repeats ...", flush=True)
         r = measure(key, warmup, repeats)
         if not args.no_first_step:
@@ -182,7 +187,7 @@ def write_report(rows, mach, args, total, plan) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     lines = [f"# luban vs PyTorch eager — {now:%Y-%m-%d %H:%M} UTC", "",
              f"Command: `python bench/run.py{' --quick' if args.quick else ''}"
-             f"{' --only ' + args.only if args.only else ''}` (total {total:.0f} s). "
+             f"{' --only ' + args.only if args.only else ''}{' --jit' if args.jit else ''}` (total {total:.0f} s). "
              "torch.compile: not measured.", "", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in mach.items()]
     lines += ["", "## Results", "",

@@ -18,6 +18,7 @@ from .runtime import available_devices, default_device, set_default_device
 from .tensor import Size, Tensor
 from . import data, io, nn, optim  # noqa: E402  (torch-style namespaces: luban.nn, luban.optim, ...)
 from .io import load, save  # noqa: E402
+from .jit import jit  # noqa: E402  (luban.jit: capture a step's kernels once, replay them)
 from .profile import profile  # noqa: E402  (luban.profile(): per-kernel times, like torch.profiler)
 
 half, float, double, long, int, short = float16, float32, float64, int64, int32, int16  # noqa: A001

@@ -1,6 +1,7 @@
 """Tiny adapter so one model definition serves both frameworks."""
 from __future__ import annotations
 
+import os
 import types
 
 import numpy as np
@@ -36,10 +37,15 @@ class Workload:
 
 
 def train_step(fw, model, opt, loss_fn, x, y):
-    def step():
+    def inner():
         opt.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        return float(loss.item())  # host read: the lazy work is done inside the timed region
+        return loss
+    if fw.name == "luban" and os.environ.get("LUBAN_BENCH_JIT") == "1":  # bench/run.py --jit
+        inner = fw.lib.jit(inner)
+
+    def step():
+        return float(inner().item())  # host read: the lazy work is done inside the timed region
     return step

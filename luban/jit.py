@@ -1,0 +1,458 @@
+"""luban.jit: capture a step's kernels once, replay them on later calls.
+
+    @luban.jit
+    def step(x, y):
+        opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); opt.step()
+        return loss
+
+A call's signature is the *state the function can see*: its tensor arguments' shapes,
+dtypes and devices, non-tensor arguments by value, and a walk of what its closure,
+referenced globals and arguments reach (modules, optimizers, dicts, lists, objects):
+every tensor's shape/dtype/device/requires_grad and which tensors share a node, every
+Python scalar (lr, `training`, dropout p), container sizes and keys. A new signature
+runs the function eagerly while recording (capture): the kernels launched, the host
+uploads, and afterwards which tensors it rebound (parameters, optimizer state, running
+stats, grads) and what it returned. A capture becomes replayable once two captures in a
+row record the same tape and leave the state with the structure they found; then later
+calls skip graph building and scheduling: they launch the recorded kernels on the
+current buffers and rebind the same tensors.
+
+Sound by construction, else eager:
+- tensors are values (buffers are never written), so a replay's inputs are exactly the
+  buffers the located tensors hold now; outputs are rebound, not written;
+- random numbers: the generator's key upload is recomputed from the current seed and
+  offset, and the offset advances as the eager call would (new numbers every step);
+- any other upload must be byte-identical in both captures (a constant, e.g. the
+  optimizer's hyperparameters, which the walk also guards through `param_groups`);
+- a host read inside the function (`.item()`, an optimizer that computes on the host
+  from a device value: Adam's step count) makes the replay unsound: that signature runs
+  eagerly (or raises JitError with fallback=False). So does a tape that never settles.
+Limits: returned tensors come back detached (no autograd history); state the walk does
+not reach is tracked only through the kernels that read it (an unreached tensor that is
+rebound changes the tape, so it never settles and runs eagerly).
+"""
+from __future__ import annotations
+
+import sys
+import types
+from collections import OrderedDict
+
+import numpy as np
+
+from . import debug
+from .autograd import is_grad_enabled
+from .frontend import random as _random
+from .graph.lazy import LazyBuffer, toposort
+from .graph.ops import Op
+from .runtime import default_device
+from .schedule import realize, run as _run
+from .schedule.cache import _arg_key
+from .schedule.fusion import ScheduleItem
+from .tensor import Tensor
+
+MAX_CAPTURES = 4  # captures per signature before giving up on replay
+_MAX_DEPTH = 40
+_SMALL_ARRAY = 4096  # numpy arrays up to this many bytes are guarded by content
+
+
+class JitError(RuntimeError):
+    """luban.jit cannot replay this function (or this call) soundly."""
+
+
+# ---- the walk: what a call can see ------------------------------------------------------
+def _roots(fn, args, kwargs) -> list:
+    roots = [args, kwargs]
+    if isinstance(fn, types.MethodType):
+        roots.append(fn.__self__)
+        fn = fn.__func__
+    roots.append(fn)
+    return roots
+
+
+def _global_names(code, out: list) -> list:
+    out.extend(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            _global_names(c, out)
+    return out
+
+
+class _Walk:
+    """Tokens (the guard) and the reachable tensors, in a deterministic order."""
+    __slots__ = ("tokens", "tensors", "seen", "nodes", "globals")
+
+    def __init__(self, fn, args, kwargs):
+        self.tokens, self.tensors, self.seen, self.nodes = [], [], {}, {}
+        base = fn.__func__ if isinstance(fn, types.MethodType) else fn
+        self.globals = getattr(base, "__globals__", None)
+        for r in _roots(fn, args, kwargs):
+            self.visit(r, 0)
+
+    def visit(self, o, depth: int) -> None:
+        tok = self.tokens
+        if o is None or isinstance(o, (bool, int, str, bytes, complex)):
+            tok.append((type(o), o))
+            return
+        if isinstance(o, float):
+            tok.append((float, o.hex()))
+            return
+        if isinstance(o, np.generic):
+            tok.append((type(o), o.tobytes()))
+            return
+        k = self.seen.get(id(o))
+        if k is not None:  # shared or cyclic: record the sharing, not the object twice
+            tok.append(("ref", k))
+            return
+        self.seen[id(o)] = len(self.seen)
+        if isinstance(o, Tensor):
+            lb = o.lazydata
+            i = len(self.tensors)
+            self.tensors.append(o)
+            share = self.nodes.setdefault(id(lb), i)
+            tok.append((Tensor, lb.shape, id(lb.dtype), lb.device, o.requires_grad, share, lb.buffer is not None))
+            self.visit(o.grad, depth + 1)
+            return
+        if depth > _MAX_DEPTH:
+            tok.append(("deep", id(o)))
+            return
+        if isinstance(o, (list, tuple)):
+            tok.append((type(o), len(o)))
+            for v in o:
+                self.visit(v, depth + 1)
+        elif isinstance(o, dict):
+            tok.append((type(o), len(o)))
+            for key, v in o.items():
+                self.visit(key, depth + 1)
+                self.visit(v, depth + 1)
+        elif isinstance(o, np.ndarray):
+            body = o.tobytes() if o.nbytes <= _SMALL_ARRAY else id(o)
+            tok.append((np.ndarray, o.shape, o.dtype.str, body))
+        elif isinstance(o, types.FunctionType):
+            tok.append((types.FunctionType, id(o)))
+            for cell in o.__closure__ or ():
+                try:
+                    self.visit(cell.cell_contents, depth + 1)
+                except ValueError:  # an empty cell
+                    tok.append(("empty",))
+            if o.__globals__ is self.globals:  # the function's own module: its globals are state
+                for name in _global_names(o.__code__, []):
+                    if name in o.__globals__:
+                        self.visit(o.__globals__[name], depth + 1)
+        elif isinstance(o, types.MethodType):
+            tok.append((types.MethodType,))
+            self.visit(o.__self__, depth + 1)
+            self.visit(o.__func__, depth + 1)
+        elif isinstance(o, (types.ModuleType, type, types.BuiltinFunctionType, Jit)):  # Jit: its own counters
+            tok.append(("fixed", id(o)))
+        elif isinstance(o, (set, frozenset)):
+            tok.append((type(o), len(o), hash(frozenset(x for x in o if not isinstance(x, Tensor)))))
+        elif hasattr(o, "__dict__"):
+            tok.append(("obj", type(o)))
+            self.visit(vars(o), depth + 1)
+        else:
+            tok.append(("opaque", type(o), id(o)))
+
+
+# ---- capture --------------------------------------------------------------------------------
+class _Recorder:
+    def __init__(self):
+        self.items: list[ScheduleItem] = []
+        self.uploads: list = []  # (node, array copy, rng offset delta or None)
+        self.host_reads = 0
+        self.seed, self.offset = _random._state["seed"], _random._state["offset"]
+
+    def on_items(self, items) -> None:
+        self.items.extend(items)
+
+    def on_upload(self, node, arr) -> None:
+        delta = None
+        # the generator's key (seed, seed hash, offset): recomputed at replay, not frozen
+        if sys._getframe(2).f_code is _random.random_bits.__code__:
+            mixed, hashed = _random._seed_key(self.seed)
+            if int(arr[0]) == int(mixed[0]) and int(arr[1]) == int(hashed[0]):
+                delta = (int(arr[2]) - self.offset) % (1 << 32)
+        self.uploads.append((node, np.array(arr, copy=True), delta))
+
+    def on_host_read(self, node) -> None:
+        self.host_reads += 1
+
+
+class _Tape:
+    """What a capture did, as positions: slots (uploads, then kernel outputs), located
+    tensors (walk ordinals at call start) and fixed nodes (kept alive here)."""
+
+    def __init__(self, rec: _Recorder, start: _Walk, start_nodes: list, end: _Walk, result, rng_advance: int):
+        self.fixed: dict[int, LazyBuffer] = {}
+        ref: dict[int, tuple] = {}
+        for i, t in enumerate(start.tensors):  # by walk order: the first tensor holding a node locates it
+            ref.setdefault(id(start_nodes[i]), ("a", i))
+        self.uploads = []
+        for s, (node, arr, delta) in enumerate(rec.uploads):
+            ref[id(node)] = ("s", s)
+            if delta is None:
+                self.fixed[id(node)] = node
+                self.uploads.append(("const", id(node), arr.dtype.str, arr.shape, node.device, arr.tobytes()))
+            else:
+                self.uploads.append(("rng", delta, node.device))
+        self.items = []
+        for it in rec.items:
+            ins = tuple(self._ref(ref, n) for n in it.inputs)
+            ref[id(it.out)] = ("s", len(rec.uploads) + len(self.items))
+            self.items.append((it.kernel, it.out.dtype, it.out.shape, it.out.device, ins))
+        self.rng_advance = rng_advance
+        # rebound state: tensors whose node changed (end walk ordinals == start walk's)
+        outs = [(k, t.lazydata) for k, t in enumerate(end.tensors)
+                if k >= len(start_nodes) or t.lazydata is not start_nodes[k]]
+        lazy: list[LazyBuffer] = []
+        self.result = self._encode(result, ref, lazy)
+        self.outputs = [(k, self._value(n, ref, lazy)) for k, n in outs]
+        # one template for every lazy output, so nodes they share stay shared
+        order = toposort(lazy)
+        tpos = {id(n): i for i, n in enumerate(order)}
+        self.template = [("leaf", self._ref(ref, n)) if n.buffer is not None else
+                         (n.op, tuple(tpos[id(s)] for s in n.src), n.arg, n.dtype, n.shape, n.device) for n in order]
+        self.lazy_pos = {id(n): tpos[id(n)] for n in lazy}
+        self.outputs = [(k, ("t", self.lazy_pos[v[1]]) if v[0] == "lazy" else v) for k, v in self.outputs]
+        self.result = self._fix_lazy(self.result)
+        self.located = self._located()
+
+    def _ref(self, ref: dict, node: LazyBuffer) -> tuple:
+        r = ref.get(id(node))
+        if r is None:  # realized before the call and held by no walked tensor: a constant
+            self.fixed[id(node)] = node
+            r = ref[id(node)] = ("f", id(node))
+        return r
+
+    def _value(self, node: LazyBuffer, ref: dict, lazy: list) -> tuple:
+        if node.buffer is not None:
+            return self._ref(ref, node)
+        lazy.append(node)
+        return ("lazy", id(node))
+
+    def _encode(self, r, ref, lazy):
+        if isinstance(r, Tensor):
+            return ("T", self._value(r.lazydata, ref, lazy), r.dtype)
+        if isinstance(r, (list, tuple)):
+            return (type(r), tuple(self._encode(v, ref, lazy) for v in r))
+        if isinstance(r, dict):
+            return (dict, tuple((k, self._encode(v, ref, lazy)) for k, v in r.items()))
+        if _holds_tensor(r, 0):
+            raise JitError(f"luban.jit: the function returned a {type(r).__name__} holding tensors; return "
+                           "tensors in a tuple, list or dict")
+        return ("py", r)
+
+    def _fix_lazy(self, e):
+        if e[0] == "T":
+            v = e[1]
+            return ("T", ("t", self.lazy_pos[v[1]]) if v[0] == "lazy" else v, e[2])
+        if e[0] in (list, tuple, dict):
+            if e[0] is dict:
+                return (dict, tuple((k, self._fix_lazy(v)) for k, v in e[1]))
+            return (e[0], tuple(self._fix_lazy(v) for v in e[1]))
+        return e
+
+    def signature(self) -> tuple:
+        """Comparable across captures: fixed nodes by identity, uploads by value."""
+        tmpl = tuple(t if t[0] == "leaf" else (id(t[0]), t[1], _arg_key(id(t[0]), t[2]), id(t[3]), t[4], t[5])
+                     for t in self.template)
+        items = tuple((None if k is None else (k.ast, k.inputs), id(dt), sh, dev, ins)
+                      for k, dt, sh, dev, ins in self.items)
+        ups = tuple(u[:1] + u[2:] if u[0] == "const" else u for u in self.uploads)
+        return (ups, items, self.rng_advance, tuple(self.outputs), tmpl, _freeze_result(self.result))
+
+    # ---- replay ---------------------------------------------------------------------------
+    def replay(self, walk: _Walk):
+        tensors = walk.tensors
+        pending = [tensors[i].lazydata for i in self.located if tensors[i].lazydata.buffer is None]
+        if pending:  # state left lazy by the last step (e.g. running stats): realize it first
+            realize(pending)
+        slots: list[LazyBuffer] = []
+        seed, offset = _random._state["seed"], _random._state["offset"]
+        for u in self.uploads:
+            if u[0] == "const":
+                slots.append(self.fixed[u[1]])
+            else:
+                mixed, hashed = _random._seed_key(seed)
+                key = np.concatenate([mixed, hashed, np.array([(offset + u[1]) % (1 << 32)], dtype=np.uint32)])
+                slots.append(_run.from_numpy(key, _u32(), u[2]))
+        _random._state["offset"] = offset + self.rng_advance
+
+        def get(r):
+            kind = r[0]
+            if kind == "s":
+                return slots[r[1]]
+            if kind == "a":
+                return tensors[r[1]].lazydata
+            return self.fixed[r[1]]
+        for kernel, dtype, shape, device, ins in self.items:
+            out = LazyBuffer(Op.CONTIGUOUS, (), None, dtype, shape, device)
+            _run._run_item(ScheduleItem(out, kernel, [get(r) for r in ins]))
+            slots.append(out)
+        built: list[LazyBuffer] = []
+        for t in self.template:
+            if t[0] == "leaf":
+                built.append(get(t[1]))
+            else:
+                op, src, arg, dtype, shape, device = t
+                built.append(LazyBuffer(op, tuple(built[i] for i in src), arg, dtype, shape, device))
+
+        def value(v):
+            return built[v[1]] if v[0] == "t" else get(v)
+        new = [(tensors[k], value(v)) for k, v in self.outputs]  # resolve all before rebinding any
+        for t, node in new:
+            t.lazydata = node
+        return _decode(self.result, value)
+
+    def _located(self) -> list[int]:
+        """Walk ordinals of the tensors the kernels and templates read."""
+        found = {r[1] for *_, ins in self.items for r in ins if r[0] == "a"}
+        found |= {t[1][1] for t in self.template if t[0] == "leaf" and t[1][0] == "a"}
+        return sorted(found)
+
+
+def _u32():
+    from .dtypes import uint32
+    return uint32
+
+
+def _holds_tensor(o, depth) -> bool:
+    if isinstance(o, Tensor):
+        return True
+    if depth > 3 or not hasattr(o, "__dict__"):
+        return False
+    return any(_holds_tensor(v, depth + 1) for v in vars(o).values())
+
+
+def _freeze_result(e):
+    if e[0] == "py":
+        try:
+            hash(e[1])
+            return e
+        except TypeError:
+            return ("py", id(e[1]))
+    if e[0] == "T":
+        return ("T", e[1], id(e[2]))
+    if e[0] is dict:
+        return (dict, tuple((k, _freeze_result(v)) for k, v in e[1]))
+    return (e[0], tuple(_freeze_result(v) for v in e[1]))
+
+
+def _decode(e, value):
+    if e[0] == "T":
+        return Tensor._wrap(value(e[1]))
+    if e[0] == "py":
+        return e[1]
+    if e[0] is dict:
+        return {k: _decode(v, value) for k, v in e[1]}
+    return e[0](_decode(v, value) for v in e[1])
+
+
+# ---- the decorator ----------------------------------------------------------------------
+class _Entry:
+    __slots__ = ("status", "tape", "sig", "captures", "reason")
+
+    def __init__(self):
+        self.status, self.tape, self.sig, self.captures, self.reason = "capture", None, None, 0, ""
+
+
+_active = [False]  # a capture or replay in progress (jit inside jit is not supported)
+
+
+class Jit:
+    def __init__(self, fn, max_signatures: int = 8, fallback: bool = True):
+        self.fn, self.max_signatures, self.fallback = fn, max_signatures, fallback
+        self.entries: OrderedDict = OrderedDict()
+        self.stats = {"captures": 0, "replays": 0, "eager": 0}
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", "jit")
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __get__(self, obj, objtype=None):  # decorating a method
+        return self if obj is None else types.MethodType(self, obj)
+
+    def reasons(self) -> list[str]:
+        """Why signatures run eagerly (empty when every signature replays)."""
+        return [e.reason for e in self.entries.values() if e.status == "eager"]
+
+    def __call__(self, *args, **kwargs):
+        if _active[0]:
+            raise JitError(f"luban.jit: {self.__name__} was called inside another jitted function's capture or "
+                           "replay; jit the outer function only")
+        walk = _Walk(self.fn, args, kwargs)
+        key = (tuple(walk.tokens), is_grad_enabled(), default_device())
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = _Entry()
+            if len(self.entries) > self.max_signatures:
+                self.entries.popitem(last=False)
+        else:
+            self.entries.move_to_end(key)
+        if entry.status == "replay":
+            self.stats["replays"] += 1
+            _active[0] = True
+            try:
+                return entry.tape.replay(walk)
+            finally:
+                _active[0] = False
+        if entry.status == "eager":
+            return self._eager(entry, args, kwargs)
+        return self._capture(entry, key, walk, args, kwargs)
+
+    def _eager(self, entry, args, kwargs):
+        if not self.fallback:
+            raise JitError(f"luban.jit: cannot replay {self.__name__}: {entry.reason}")
+        self.stats["eager"] += 1
+        return self.fn(*args, **kwargs)
+
+    def _capture(self, entry, key, walk, args, kwargs):
+        self.stats["captures"] += 1
+        entry.captures += 1
+        # state left lazy must be buffers, so the tape can find it through its tensor
+        lazy = [t.lazydata for t in walk.tensors if t.lazydata.buffer is None]
+        if lazy:
+            realize(lazy)
+        start_nodes = [t.lazydata for t in walk.tensors]
+        rec = _Recorder()
+        _run._recorder, _active[0] = rec, True
+        try:
+            result = self.fn(*args, **kwargs)
+        finally:
+            _run._recorder, _active[0] = None, False
+        reason = None
+        if rec.host_reads:
+            reason = (f"it reads device values on the host {rec.host_reads} time(s) (.item(), .numpy(), or an "
+                      "optimizer that computes on the host, e.g. Adam's step count): a replay would freeze them")
+        elif _random._state["seed"] != rec.seed or _random._state["offset"] < rec.offset:
+            reason = "it reseeds the random generator"
+        if reason is None:
+            end = _Walk(self.fn, args, kwargs)
+            tape = _Tape(rec, walk, start_nodes, end, result, _random._state["offset"] - rec.offset)
+            sig = tape.signature()
+            settled = (tuple(end.tokens), is_grad_enabled(), default_device()) == key
+            if settled and sig == entry.sig:
+                entry.status, entry.tape = "replay", tape
+            else:
+                entry.tape, entry.sig = tape, sig
+                if entry.captures >= MAX_CAPTURES:
+                    reason = (f"its recorded kernels, uploads or state did not repeat in {MAX_CAPTURES} calls "
+                              "(host data that changes every call, or state the walk cannot see)")
+        if reason is not None:
+            entry.status, entry.tape, entry.sig, entry.reason = "eager", None, None, reason
+            if debug.level() >= 1:
+                debug.log(f"luban.jit: {self.__name__} runs eagerly: {reason}")
+            if not self.fallback:
+                raise JitError(f"luban.jit: cannot replay {self.__name__}: {reason}")
+        return result
+
+
+def jit(fn=None, *, max_signatures: int = 8, fallback: bool = True):
+    """Decorator: replay `fn`'s kernels on calls with a signature seen before (see module doc).
+    fallback=False raises JitError where a signature cannot be replayed, instead of running
+    it eagerly."""
+    if fn is None:
+        return lambda f: Jit(f, max_signatures, fallback)
+    return Jit(fn, max_signatures, fallback)
+
+
+__all__ = ["jit", "Jit", "JitError"]
+jit.JitError, jit.Jit = JitError, Jit  # `luban.jit` is the function: reach these as luban.jit.JitError
