@@ -15,7 +15,8 @@ class Device:
     """Required: alloc, free, copyin, copyout, compile, launch, synchronize.
 
     name: the device string users pass (`tensor.to("cpu")`).
-    renderer: name of the `luban.codegen` module that turns a Kernel into source.
+    renderer: the module whose render(kernel, caps) turns a Kernel into source: a short
+      name for one in `luban.codegen` ("c", "opencl"), or a vendor module's full name.
     dtypes: the dtypes this device claims (the conformance suite tests exactly these).
     caps: optional codegen hints the renderer reads; a device without one leaves it out:
       "float64": the device computes in double (float32 sums accumulate in it),

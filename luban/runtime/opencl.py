@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -87,18 +86,18 @@ class OpenCLDevice(Device):
 
     def compile(self, source: str, name: str) -> OpenCLProgram:
         key = hashlib.sha256("\0".join([source, self.identity, *self.options]).encode()).hexdigest()
-        path = compile_cache.fetch(key, lambda: self._build(source).binaries[0], ".clbin")
+        built = []  # on a miss, the program just built from source is used as it is
+
+        def build() -> bytes:
+            built.append(self._build(source))
+            return built[0].binaries[0]
+        path = compile_cache.fetch(key, build, ".clbin")
         try:
-            program = cl.Program(self.ctx, [self.cl_device], [path.read_bytes()]).build(self.options)
+            program = built[0] if built else cl.Program(self.ctx, [self.cl_device], [path.read_bytes()]).build(self.options)
         except cl.Error:  # passed its checksum yet does not load (say a driver update): rebuild
             program = self._build(source)
             compile_cache.fetch(key, lambda: program.binaries[0], ".clbin", rebuild=True)
         return OpenCLProgram(getattr(program, name), name, "*err = 1" in source)
-
-    def compile_many(self, items: list) -> list:
-        """compile() each (source, name); the platform compiler may run them in parallel."""
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            return list(pool.map(lambda item: self.compile(*item), items))
 
     def _build(self, source: str):
         try:

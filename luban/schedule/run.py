@@ -22,8 +22,18 @@ def _key(device, kernel) -> tuple:
     return (device.name, kernel.ast, kernel.inputs)
 
 
+def _renderer(name: str):
+    """A renderer in luban.codegen by its short name, else a vendor's module by its name."""
+    try:
+        return importlib.import_module(f"luban.codegen.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"luban.codegen.{name}":
+            raise
+        return importlib.import_module(name)
+
+
 def _render(device, kernel):
-    r = importlib.import_module(f"luban.codegen.{device.renderer}").render(kernel, device.caps)
+    r = _renderer(device.renderer).render(kernel, device.caps)
     if debug.level() >= 3:
         debug.log(str(r.source))
     return r
