@@ -1,11 +1,10 @@
 """The `opencl` device: kernels rendered to OpenCL C by luban.codegen.opencl, built by
-the platform's compiler through pyopencl (binaries cached on disk by compile_cache),
+the platform's compiler through pyopencl (which caches programs on disk itself),
 launched on one command queue. Any OpenCL 1.2+ platform runs it; PoCL runs it on the
 CPU, so CI tests it for real. Pick a platform/device by a substring of its name with
 LUBAN_OPENCL_DEVICE (default: the first device found)."""
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
@@ -85,18 +84,10 @@ class OpenCLDevice(Device):
             cl.enqueue_copy(self.queue, host, buf, is_blocking=True)
 
     def compile(self, source: str, name: str) -> OpenCLProgram:
-        key = hashlib.sha256("\0".join([source, self.identity, *self.options]).encode()).hexdigest()
-        built = []  # on a miss, the program just built from source is used as it is
-
-        def build() -> bytes:
-            built.append(self._build(source))
-            return built[0].binaries[0]
-        path = compile_cache.fetch(key, build, ".clbin")
-        try:
-            program = built[0] if built else cl.Program(self.ctx, [self.cl_device], [path.read_bytes()]).build(self.options)
-        except cl.Error:  # passed its checksum yet does not load (say a driver update): rebuild
-            program = self._build(source)
-            compile_cache.fetch(key, lambda: program.binaries[0], ".clbin", rebuild=True)
+        # built from source each time: the platform caches programs on disk itself (PoCL in
+        # ~/.cache/pocl, NVIDIA in ~/.nv), and loading a stored binary can abort the whole
+        # process (PoCL 3.1 asserts on binaries saved after its own cache answered)
+        program = self._build(source)
         return OpenCLProgram(getattr(program, name), name, "*err = 1" in source)
 
     def _build(self, source: str):
