@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import luban
+
 from luban import conformance
 from luban.conformance.cases import op_cases
 from luban.runtime import register_device, usable_devices
@@ -78,3 +80,21 @@ def test_device_without_float64_and_local_memory_passes_on_what_it_claims(device
     assert failed == 0 and needing_f64 > 0 and passed == total - needing_f64, proc.stdout
     assert f"{needing_f64} cases need dtypes this device does not claim" in proc.stdout
     assert "taken away: float64, local_memory" in proc.stdout
+
+
+class NoFloat64Device(NumpyDevice):
+    name = "nof64"
+    dtypes = NumpyDevice.dtypes - {luban.float64}
+
+
+def test_unclaimed_dtype_is_a_clear_error(monkeypatch):
+    from luban import runtime
+    monkeypatch.setattr(runtime, "_FACTORIES", dict(runtime._FACTORIES))
+    monkeypatch.setattr(runtime, "_INSTANCES", dict(runtime._INSTANCES))
+    register_device("nof64", __name__, "NoFloat64Device")
+    with pytest.raises(TypeError, match=r"device 'nof64' does not support float64 \(it claims .*float32"):
+        luban.tensor([1.0, 2.0], dtype=luban.float64, device="nof64")
+    with pytest.raises(TypeError, match="does not support float64"):  # made on the device, not uploaded
+        luban.zeros(3, dtype=luban.float64, device="nof64").numpy()
+    x = luban.tensor([1.5, 2.5], device="nof64")
+    assert (x * 2).tolist() == [3.0, 5.0]  # what it claims still works

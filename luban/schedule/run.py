@@ -61,12 +61,21 @@ def _program(device, kernel):
             return claimed
     prog = _programs.get(key)
     if prog is None:
+        _check_claimed(device, [kernel.dtype] + [dt for dt, _ in kernel.inputs])
         t0 = time.perf_counter()
         r = _render(device, kernel)
         prog = _programs[key] = (device.compile(r.source, r.name), r.global_size, r.local_size)
         if debug.level() >= 2:
             debug.log(f"  compiled {kernel.name} in {(time.perf_counter() - t0) * 1e3:.1f} ms")
     return prog
+
+
+def _check_claimed(device, dts) -> None:
+    missing = sorted({dt.name for dt in dts} - {dt.name for dt in device.dtypes})
+    if missing:
+        raise TypeError(f"device {device.name!r} does not support {', '.join(missing)} (it claims "
+                        f"{', '.join(sorted(d.name for d in device.dtypes))}); convert with .to(dtype) "
+                        f"or move the tensor to a device that does, e.g. .to('cpu')")
 
 
 def _precompile(items: list[ScheduleItem]) -> None:
@@ -159,6 +168,8 @@ def to_numpy(node: LazyBuffer) -> np.ndarray:
 def from_numpy(arr: np.ndarray, dtype, device: str) -> LazyBuffer:
     arr = np.ascontiguousarray(arr, dtype=dtype.np).reshape(np.shape(arr))  # keeps 0-d as 0-d
     dev = get_device(device)
+    if dtype not in dev.dtypes:
+        _check_claimed(dev, [dtype])
     buf = DeviceBuffer(dev, arr.nbytes)
     dev.copyin(buf.handle, arr)
     node = LazyBuffer.from_buffer(buf, dtype, arr.shape, device)
