@@ -70,8 +70,6 @@ def test_structure_changes_miss(device, plans, variant):
     assert len(plans) >= 2, "a different structure reused a cached schedule"
 
 
-@pytest.mark.xfail(strict=True, reason="codegen/kernel.py _freeze interns 0.0 and -0.0 as one KNode, so "
-                   "x * -0.0 after x * 0.0 reuses the +0.0 kernel (not the schedule cache: it keys them apart)")
 def test_negative_zero_keeps_its_sign(device):
     a = luban.tensor(np.ones(3, np.float32))
     assert not np.signbit((a * 0.0).numpy()).any()

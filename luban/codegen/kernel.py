@@ -59,8 +59,8 @@ class KNode:
 
 
 def _freeze(arg):
-    if isinstance(arg, float) and arg != arg:
-        return ("nan",)  # nan != nan would defeat interning
+    if isinstance(arg, float):  # by bits: nan != nan would defeat interning, and 0.0 == -0.0
+        return ("float", arg.hex() if arg == arg else "nan")
     if isinstance(arg, (list, tuple)):
         return tuple(_freeze(a) for a in arg)
     if isinstance(arg, DType):

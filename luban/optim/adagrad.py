@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..frontend.creation import full_like
-from .optimizer import Optimizer, step_tensor
+from .optimizer import Optimizer
 
 
 class Adagrad(Optimizer):
@@ -24,16 +24,18 @@ class Adagrad(Optimizer):
             for p in group["params"]:
                 self._init_state(group, p, self.state[p])
 
-    @staticmethod
-    def _init_state(group, p, state):
-        state["step"], state["sum"] = step_tensor(0.0, p), full_like(p, group["initial_accumulator_value"])
+    def _init_state(self, group, p, state):
+        state["step"], state["sum"] = self._zero_step(p), full_like(p, group["initial_accumulator_value"])
 
     def _update(self, group, p, grad, state):
         if not state:  # a group added after construction
             self._init_state(group, p, state)
         step = self._next_step(state, p)
-        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
-        neg_clr, wd, eps = self._hyper(p, -clr, group["weight_decay"], group["eps"])
+        neg_lr, wd, eps = self._hyper(p, -group["lr"], group["weight_decay"], group["eps"])
+        decay = group["lr_decay"]
+        neg_clr = neg_lr if decay == 0 else self._per_step(  # lr / (1 + (step - 1) * lr_decay)
+            ("adagrad", id(step.lazydata), p.dtype, p.device, decay),
+            lambda: (neg_lr / (1 + (step.to(p.dtype) - 1) * decay)).contiguous())
         g = -grad if group["maximize"] else grad
         if group["weight_decay"] != 0:
             g = g + wd * p

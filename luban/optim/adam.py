@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ..frontend.creation import zeros_like
-from .optimizer import Optimizer, step_tensor
+from .. import dtypes
+from ..runtime import get_device
+from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
@@ -24,17 +26,18 @@ class Adam(Optimizer):
 
     def _update(self, group, p, grad, state):
         if not state:
-            state["step"] = step_tensor(0.0, p)
+            state["step"] = self._zero_step(p)
             state["exp_avg"], state["exp_avg_sq"] = zeros_like(p), zeros_like(p)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = zeros_like(p)
         step = self._next_step(state, p)
         lr, wd, (beta1, beta2) = group["lr"], group["weight_decay"], group["betas"]
         decoupled = group["decoupled_weight_decay"]
-        bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
-        decay, w1, b2, w2, inv_bc2_sqrt, eps, neg_step_size = self._hyper(
-            p, 1 - lr * wd if decoupled else wd, 1 - beta1, beta2, 1 - beta2, 1 / bias_correction2_sqrt,
-            group["eps"], -lr / (1 - beta1 ** step))
+        neg_step_size, inv_bc2_sqrt = self._per_step(
+            ("adam", id(step.lazydata), p.dtype, p.device, lr, beta1, beta2),
+            lambda: _bias_corrections(self, step, p, lr, beta1, beta2))
+        decay, w1, b2, w2, eps = self._hyper(p, 1 - lr * wd if decoupled else wd, 1 - beta1, beta2, 1 - beta2,
+                                             group["eps"])
         g = -grad if group["maximize"] else grad
         param = p
         if wd != 0:
@@ -47,3 +50,13 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             v = state["max_exp_avg_sq"] = state["max_exp_avg_sq"].maximum(v)
         p.data = param + neg_step_size * m / (v.sqrt() * inv_bc2_sqrt + eps)
+
+
+def _bias_corrections(opt: Optimizer, step, p, lr: float, beta1: float, beta2: float) -> tuple:
+    """-lr / (1 - beta1^step) and 1 / sqrt(1 - beta2^step) from the device's step count
+    (as torch's capturable Adam). In float64 where the device has it, as torch computes
+    them: 1 - 0.999^step cancels, and float32 would leave it 1e-4 off."""
+    s = step.to(dtypes.float64 if dtypes.float64 in get_device(p.device).dtypes else dtypes.float32)
+    neg_lr, b1, b2 = opt._hyper(s, -lr, beta1, beta2)  # tensors: a scheduler's new values do not recompile
+    # contiguous: computed once per step, not inlined into (and redone by) every update kernel
+    return (neg_lr / (1 - b1 ** s)).to(p.dtype).contiguous(), (1 - b2 ** s).rsqrt().to(p.dtype).contiguous()

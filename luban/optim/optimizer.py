@@ -89,6 +89,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         self._hyper_bufs = {}
+        self._steps = {}  # this step's shared values (see _next_step)
         written = []
         with no_grad():
             for group in self.param_groups:
@@ -98,6 +99,7 @@ class Optimizer:
                         self._update(group, p, p.grad, state)
                         written += [p, *(v for v in state.values() if isinstance(v, Tensor))]
         realize([t.lazydata for t in written])  # one graph: the scheduler fuses across all of it
+        self._steps = {}  # holds tensors keyed by id: never across steps
         return loss
 
     def _update(self, group: dict, p: Tensor, grad: Tensor, state: dict) -> None:
@@ -113,13 +115,29 @@ class Optimizer:
             buf = self._hyper_bufs[key] = Tensor(np.array(values, dtype=np.float64), dtype=p.dtype, device=p.device)
         return tuple(buf[i] for i in range(len(values)))
 
-    @staticmethod
-    def _next_step(state: dict, p: Tensor) -> float:
-        """Advance state['step'] and return its new value (a host number: bias corrections
-        are computed in double, like torch's)."""
-        step = float(state["step"]) + 1
-        state["step"] = step_tensor(step, p)
-        return step
+    def _next_step(self, state: dict, p: Tensor) -> Tensor:
+        """state['step'] + 1, computed on the device: no host read, so a jitted step can
+        replay it. Parameters holding the same step tensor (made or advanced together)
+        share the new one, so a whole group advances with one tiny kernel."""
+        old = state["step"]
+        got = self._steps.get(id(old.lazydata))
+        if got is None:
+            got = self._steps[id(old.lazydata)] = (old, old + 1)  # keeps `old` alive: its id is the key
+        state["step"] = got[1]
+        return got[1]
+
+    def _zero_step(self, p: Tensor) -> Tensor:
+        """The initial state['step'] (0.0, float32, as in torch), one per device, shared."""
+        zeros = self.__dict__.setdefault("_zero_steps", {})
+        if p.device not in zeros:
+            zeros[p.device] = step_tensor(0.0, p)
+        return zeros[p.device]
+
+    def _per_step(self, key: tuple, make):
+        """make() once per step for `key` (values shared by every parameter of a group)."""
+        if key not in self._steps:
+            self._steps[key] = make()
+        return self._steps[key]
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:

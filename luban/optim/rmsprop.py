@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..frontend.creation import zeros_like
-from .optimizer import Optimizer, step_tensor
+from .optimizer import Optimizer
 
 
 class RMSprop(Optimizer):
@@ -23,7 +23,7 @@ class RMSprop(Optimizer):
 
     def _update(self, group, p, grad, state):
         if not state:
-            state["step"], state["square_avg"] = step_tensor(0.0, p), zeros_like(p)
+            state["step"], state["square_avg"] = self._zero_step(p), zeros_like(p)
             if group["momentum"] > 0:
                 state["momentum_buffer"] = zeros_like(p)
             if group["centered"]:
