@@ -26,7 +26,7 @@ from .. import dtypes
 from ..graph.ops import MOVEMENT, Op
 from .cstyle import _move, _reshape  # the renderer's index rules, so both agree on addresses
 from .kernel import Kernel, KNode
-from .symbolic import Const, Sum, Var, in_range, linearize, var
+from .symbolic import Const, Div, Mod, Sum, Var, _div, _mod, _sum, in_range, linearize, var
 
 GEMM_DTYPES = (dtypes.float32, dtypes.float64)
 
@@ -71,11 +71,11 @@ def recognize(kernel: Kernel):
     node = kernel.ast
     while node.op is Op.RESHAPE:  # the output is written row-major: a root reshape moves nothing
         node = node.src[0]
-    g = gemm(node)
+    g = gemm(node) or contraction(node)
     if g is not None:
         return g, None
     for n in kernel.ast.toposort():
-        g = gemm(n)
+        g = gemm(n) or contraction(n)
         if g is not None:
             load = KNode(Op.LOAD, (), len(kernel.inputs), n.dtype, n.shape)
             ast = _replace(kernel.ast, n, load, {})
@@ -156,30 +156,153 @@ def _row_major(shape: tuple) -> list:
     return strides
 
 
-def _address(node: KNode, idx: list, dtype):
+def _address(node: KNode, idx: list, dtype, pad_ok: bool = False):
     """(input index, element offset, {var name: stride}) of the LOAD that a chain of
-    movement ops over it reads at `idx`, or None if it is no exactly affine plain load."""
+    movement ops over it reads at `idx`, or None if it is no exactly affine plain load.
+    pad_ok: one PAD whose guard does not always hold is allowed; then a 4th item, a
+    Padded, says which zero-padded copy the offset and strides address (else None)."""
     while node.op in MOVEMENT:
         if node.op is Op.PAD:  # a plain view only where the guard always holds
-            idx = [i - before for i, (before, _) in zip(idx, node.arg)]
-            if any(in_range(i, n) is not True for i, n in zip(idx, node.src[0].shape)):
-                return None
-            node = node.src[0]
+            inner = [_resimplify(i - before) for i, (before, _) in zip(idx, node.arg)]
+            if any(in_range(i, n) is not True for i, n in zip(inner, node.src[0].shape)):
+                return _padded(node, idx, dtype) if pad_ok else None
+            idx, node = inner, node.src[0]
             continue
         idx = _reshape(idx, node.shape, node.src[0].shape) if node.op is Op.RESHAPE else _move(node, idx)
         node = node.src[0]
     if node.op is not Op.LOAD or node.dtype is not dtype:
         return None
-    addr = linearize(idx, node.shape)
+    found = _affine(_resimplify(linearize(idx, node.shape)))
+    return None if found is None else (node.arg,) + found + ((None,) if pad_ok else ())
+
+
+def _affine(addr):
+    """(offset, {var name: stride}) of an address with no // or % left, else None."""
     if isinstance(addr, Const):
-        return node.arg, addr.v, {}
+        return addr.v, {}
     if isinstance(addr, Var):
-        return node.arg, 0, {addr.name: 1}
+        return 0, {addr.name: 1}
     if isinstance(addr, Sum) and all(isinstance(a, Var) for a, _ in addr.terms):
-        return node.arg, addr.const, {a.name: c for a, c in addr.terms}
+        return addr.const, {a.name: c for a, c in addr.terms}
     return None  # a // or % survived: the view is not strided
 
 
-def flops(g: Gemm) -> int:
+def _padded(pad: KNode, idx: list, dtype):
+    """The address of `idx` in the row-major zero-padded copy of PAD `pad`'s source, whose
+    own view of its LOAD must be plain and strided: (input, offset, strides, Padded)."""
+    idx = [_resimplify(i) for i in idx]
+    if any(b < 0 or a < 0 for b, a in pad.arg) or any(in_range(i, n) is not True for i, n in zip(idx, pad.shape)):
+        return None  # an address outside the padded array would wrap into another row
+    outer = _affine(_resimplify(linearize(idx, pad.shape)))
+    src = pad.src[0]
+    if outer is None or 0 in src.shape:
+        return None
+    pvars = [var(f"p{d}", n) for d, n in enumerate(src.shape)]
+    base = _address(src, pvars, dtype)
+    if base is None:
+        return None
+    index, off, st = base
+    strides = tuple(st.get(v.name, 0) if isinstance(v, Var) else 0 for v in pvars)
+    return (index,) + outer + (Padded(index, off, tuple(src.shape), strides, tuple(pad.arg)),)
+
+
+def _resimplify(x):
+    """x with `(sum) % c` rewritten where reducing the coefficients mod c leaves a value in
+    [0, c), e.g. (r*11 + o) % 10 -> r + o for r + o < 10: windows (frontend/windows.py)
+    read rows of n+d cells as rows of n, which the simplifier alone leaves as a %. Exact
+    because (k*a + b) mod c = ((k mod c)*a + b) mod c for integers."""
+    if isinstance(x, (Const, Var)):
+        return x
+    if isinstance(x, Sum):
+        return _sum([(_resimplify(a), c) for a, c in x.terms] + [(Const(x.const), 1)])
+    inner = _resimplify(x.x)
+    if isinstance(x, Div):
+        return _div(inner, x.c)
+    c = x.c
+    if isinstance(x, Mod) and isinstance(inner, Sum):
+        for centered in (False, True):  # residues in [0, c), then nearest to zero
+            def red(k):
+                r = k % c
+                return r - c if centered and 2 * r > c else r
+            y = _sum([(a, red(k)) for a, k in inner.terms] + [(Const(inner.const % c), 1)])
+            if 0 <= y.vmin and y.vmax < c:
+                return y
+    return _mod(inner, c)
+
+
+@dataclass(frozen=True)
+class Padded:
+    """A zero-padded copy of an input's strided view: input `index`, element `offset`,
+    `shape` and `strides` (elements) of the view, `pads` ((before, after) per dim)."""
+    index: int
+    offset: int
+    shape: tuple
+    strides: tuple
+    pads: tuple
+
+
+@dataclass(frozen=True)
+class View:
+    """An operand of a Contraction: input `index` read at element `offset` + sum of
+    `strides`[d] * i_d over the contraction's dims (0 where it broadcasts), in the input's
+    buffer, or, if `padded` is set, in the row-major zero-padded copy it describes."""
+    index: int
+    offset: int
+    strides: tuple
+    padded: Padded | None = None
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """out[dims not "k"] = sum over the "k" dims of a[dims] * b[dims]: a GEMM whose
+    operands are strided views that do not merge into matrices (a convolution's windows,
+    im2col), possibly of a zero-padded input. `sizes` and `roles` per dim ("b" batch,
+    "m" a only, "n" b only, "k" summed; every dim has size >= 2); `out_strides` per
+    non-"k" dim (elements, output at offset 0). dtype and epilogue as in Gemm."""
+    kind = "contraction"
+    dtype: str
+    sizes: tuple
+    roles: str
+    a: View
+    b: View
+    out_strides: tuple
+    epilogue: tuple | None = None
+
+
+def contraction(node: KNode) -> Contraction | None:
+    """The Contraction that SUM `node` computes, written row-major in its (keepdim) shape."""
+    if node.op is not Op.SUM or node.dtype not in GEMM_DTYPES or node.src[0].op is not Op.MUL:
+        return None
+    mul = node.src[0]
+    shape = mul.shape
+    if 0 in shape:
+        return None
+    axes = {a % len(shape) for a in node.arg}
+    idx = [var(f"{'r' if d in axes else 'o'}{d}", n) for d, n in enumerate(shape)]
+    ops = [_address(src, idx, node.dtype, pad_ok=True) for src in mul.src]
+    if None in ops:
+        return None
+    out_strides = _row_major(node.shape)
+    dims = [d for d, v in enumerate(idx) if isinstance(v, Var)]
+    roles = ""
+    for d in dims:
+        in_a, in_b = (idx[d].name in op[2] for op in ops)
+        if d in axes:
+            if not (in_a and in_b):
+                return None  # summed in one operand only: not a product of matrices
+            roles += "k"
+        else:
+            roles += "b" if in_a == in_b else "m" if in_a else "n"
+    views = tuple(View(i, off, tuple(st.get(idx[d].name, 0) for d in dims), padded) for i, off, st, padded in ops)
+    return Contraction(node.dtype.name, tuple(shape[d] for d in dims), roles, *views,
+                       tuple(out_strides[d] for d, r in zip(dims, roles) if r != "k"))
+
+
+def flops(g) -> int:
+    if getattr(g, "kind", None) == "contraction":
+        n = 1
+        for size in g.sizes:
+            n *= size
+        return 2 * n
     return 2 * g.batch * g.m * g.n * g.k
 
