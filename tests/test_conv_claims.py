@@ -39,6 +39,8 @@ CASES = {
     "2d_one_channel": (2, (16, 1, 16, 16), (1, 1, 3, 3), dict(padding=1), 1),
     "1d": (1, (16, 4, 100), (6, 4, 5), dict(padding=2, stride=2), 2),
     "1d_dilation_groups": (1, (16, 4, 120), (4, 2, 3), dict(padding=3, dilation=3, groups=2), 1),
+    # more weights than batch*pixels, but a reduce long enough (CONTRACTION_MIN_K) to claim
+    "2d_wide_long_reduce": (2, (16, 16, 16, 16), (64, 16, 3, 3), dict(padding=1), 2),
     "tiny": (2, (1, 1, 5, 5), (1, 1, 3, 3), dict(padding=1), 0),
 }
 

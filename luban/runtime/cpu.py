@@ -59,6 +59,7 @@ class CPUClaimed:
 # products (m = n = 1) stay generated: NumPy runs them one dot at a time on one thread,
 # the generated kernel shares them among threads.
 CLAIM_MIN_WORK = 1 << 15
+CONTRACTION_MIN_K = 4096  # see claim()
 
 
 def _strided(buf, dt: np.dtype, offset: int, shape: tuple, strides: tuple) -> tuple:
@@ -181,9 +182,9 @@ class CPUDevice(Device):
             dims = {r: int(np.prod([n for n, x in zip(g.sizes, g.roles) if x == r])) for r in "bmnk"}
             fn, name = _contract, f"contract_{g.dtype}_{'x'.join(map(str, g.sizes))}_{g.roles}"
             # the im2col copy costs more than a generated kernel with a short reduce takes
-            # (W2's forward conv: 40 ms claimed vs 10 ms); a long reduce to few outputs
-            # (a weight gradient) is where generated code is slow
-            if dims["k"] <= dims["b"] * dims["m"] * dims["n"]:
+            # (W2's forward conv, k = 288: 40 ms claimed vs 10 ms); a long reduce (a weight
+            # gradient, k = batch * pixels) is where generated code is slow (2-5 GFLOP/s)
+            if dims["k"] < CONTRACTION_MIN_K and dims["k"] <= dims["b"] * dims["m"] * dims["n"]:
                 return None
         if dims["b"] * dims["m"] * dims["n"] * dims["k"] < CLAIM_MIN_WORK or \
                 (dims["m"] == 1 and dims["n"] == 1 and dims["b"] > 1):
