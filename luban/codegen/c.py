@@ -14,6 +14,17 @@ typedef unsigned long long u64;
 typedef double F2I_T;
 #define I64_MIN LLONG_MIN
 #define HAS_F64 1
+#ifdef LUBAN_LIBMVEC
+/* glibc's vector math (libmvec, <= 4 ulp), so loops that call these vectorize: declared
+   as math.h would under -ffast-math, which luban avoids for its other effects; the cpu
+   device defines LUBAN_LIBMVEC where the compiler links libmvec */
+extern float exp2f(float) __attribute__((simd("notinbranch")));
+extern float log2f(float) __attribute__((simd("notinbranch")));
+extern float sinf(float) __attribute__((simd("notinbranch")));
+extern double exp2(double) __attribute__((simd("notinbranch")));
+extern double log2(double) __attribute__((simd("notinbranch")));
+extern double sin(double) __attribute__((simd("notinbranch")));
+#endif
 static inline float u2f(unsigned int u) { float f; memcpy(&f, &u, 4); return f; }
 static inline unsigned int f2u(float f) { unsigned int u; memcpy(&u, &f, 4); return u; }
 """
