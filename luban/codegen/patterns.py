@@ -93,8 +93,9 @@ def _replace(node: KNode, old: KNode, new: KNode, memo: dict) -> KNode:
     return memo[id(node)]
 
 
-def gemm(node: KNode) -> Gemm | None:
-    """The Gemm that SUM `node` computes, written row-major in its (keepdim) shape."""
+def _product_sum(node: KNode):
+    """(the MUL, its shape, the summed axes, index vars r*/o*) if `node` is a float SUM of a
+    product of two values, the shape every pattern starts from; else None."""
     if node.op is not Op.SUM or node.dtype not in GEMM_DTYPES or node.src[0].op is not Op.MUL:
         return None
     mul = node.src[0]
@@ -102,7 +103,15 @@ def gemm(node: KNode) -> Gemm | None:
     if 0 in shape:
         return None
     axes = {a % len(shape) for a in node.arg}
-    idx = [var(f"{'r' if d in axes else 'o'}{d}", n) for d, n in enumerate(shape)]
+    return mul, shape, axes, [var(f"{'r' if d in axes else 'o'}{d}", n) for d, n in enumerate(shape)]
+
+
+def gemm(node: KNode) -> Gemm | None:
+    """The Gemm that SUM `node` computes, written row-major in its (keepdim) shape."""
+    found = _product_sum(node)
+    if found is None:
+        return None
+    mul, shape, axes, idx = found
     ops = []
     for src in mul.src:
         addr = _address(src, idx, node.dtype)
@@ -271,14 +280,10 @@ class Contraction:
 
 def contraction(node: KNode) -> Contraction | None:
     """The Contraction that SUM `node` computes, written row-major in its (keepdim) shape."""
-    if node.op is not Op.SUM or node.dtype not in GEMM_DTYPES or node.src[0].op is not Op.MUL:
+    found = _product_sum(node)
+    if found is None:
         return None
-    mul = node.src[0]
-    shape = mul.shape
-    if 0 in shape:
-        return None
-    axes = {a % len(shape) for a in node.arg}
-    idx = [var(f"{'r' if d in axes else 'o'}{d}", n) for d, n in enumerate(shape)]
+    mul, shape, axes, idx = found
     ops = [_address(src, idx, node.dtype, pad_ok=True) for src in mul.src]
     if None in ops:
         return None
