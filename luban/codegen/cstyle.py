@@ -85,13 +85,16 @@ static inline int f2i32(F2I_T x) {
   return x != x || isinf(x) ? 0 : x >= 0x1p31 || x <= -0x1p31 - 1 ? INT_MIN : (int)x;
 }
 #if HAS_F64
-/* double -> float16 rounding once: round to odd into float (13 spare bits), then to nearest even */
-static inline float f16_round_d(double d) {
+/* double -> float16/bfloat16 rounding once: round to odd into float (13 or 16 spare
+   bits), then to nearest even */
+static inline float round_odd_f(double d) {
   float f = (float)d;
   unsigned int u = f2u(f);
   if (f == f && (double)f != d) u = (fabs((double)f) > fabs(d) ? u - 1 : u) | 1u;
-  return f16_round(u2f(u));
+  return u2f(u);
 }
+static inline float f16_round_d(double d) { return f16_round(round_odd_f(d)); }
+static inline float bf16_round_d(double d) { return bf16_round(round_odd_f(d)); }
 #endif
 """
 
@@ -175,8 +178,8 @@ def _cast(src: DType, dst: DType, x: str) -> str:
             return f"(({dst.ctype}){x})"
         narrow = dst.itemsize < 4 or dst is dtypes.int32
         return f"(({dst.ctype}){'f2i32' if narrow else 'f2i'}({x}))"
-    if dst is dtypes.float16 and src is dtypes.float64:
-        return f"f16_round_d({x})"  # one rounding, as numpy does; bfloat16 goes via float like ml_dtypes
+    if dst in _HALF and src is dtypes.float64:
+        return f"{_HALF[dst]}_round_d({x})"  # one rounding, as numpy (and ml_dtypes >= 0.7) do
     return _round(dst, f"(({_ct(dst)}){x})")
 
 

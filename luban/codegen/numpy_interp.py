@@ -54,7 +54,20 @@ def _cast(x: np.ndarray, dt) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             x = np.trunc(x)
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    if dt is bfloat16 and x.dtype == np.float64:
+        x = _round_odd_f32(x)  # one rounding whatever ml_dtypes does (0.7 rounds once, older twice)
     return x.astype(dt.np)
+
+
+def _round_odd_f32(x: np.ndarray) -> np.ndarray:
+    """float64 -> float32, rounding an inexact result to odd, so that a second rounding
+    to a narrower float rounds as if once."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = x.astype(np.float32)
+        u = f.view(np.uint32)
+        inexact = (f == f) & (f.astype(np.float64) != x)
+        down = np.where(np.abs(f.astype(np.float64)) > np.abs(x), u - np.uint32(1), u)
+        return np.where(inexact, down | np.uint32(1), u).astype(np.uint32).view(np.float32)
 
 
 def _gather(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
