@@ -4,6 +4,7 @@ import pytest
 
 import luban
 from luban import debug
+from luban.schedule.run import realize
 
 
 def kernels(fn) -> int:
@@ -80,3 +81,21 @@ def test_nothing_runs_until_needed(inputs):
     a, b, _ = inputs
     out = (a + b).exp().sum(0)
     assert kernels(lambda: (out * 2).lazydata) == 0
+
+
+def test_shared_subtree_reading_many_buffers_is_computed_once(inputs):
+    """A sum of several buffers that three kernels read (a residual stream read by a
+    LayerNorm's statistics and its output) is one kernel of its own; a cheap one (two
+    buffers) stays inlined in each reader."""
+    a, b, c = inputs
+    d = (a * 2).realize()
+    for parts, want in (((a, b, c, d), 4), ((a, b), 3)):
+        x = parts[0]
+        for p in parts[1:]:
+            x = x + p
+        outs = [x.sum(0), x.amax(1), (x * 3).sum(1)]
+        assert kernels(lambda: realize([o.lazydata for o in outs])) == want  # one schedule
+        ref = sum(p.numpy() for p in parts)
+        np.testing.assert_allclose(outs[0].numpy(), ref.sum(0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(outs[1].numpy(), ref.max(1), rtol=1e-6)
+        np.testing.assert_allclose(outs[2].numpy(), (ref * 3).sum(1), rtol=1e-4, atol=1e-4)

@@ -7,7 +7,10 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
 - under an EXPAND that broadcasts (or as a GATHER's table), inlining would recompute the
   subtree once per broadcast copy, so a subtree that holds a reduce or real arithmetic
   on loaded data is materialized there;
-- a node holding a reduce that several kernels would inline is materialized once;
+- a node holding a reduce that several kernels would inline is materialized once, and so
+  is an elementwise subtree reading several buffers that k kernels would inline, when the
+  k * loads reads that costs exceed loads + 1 + k (a transformer's residual stream is a
+  sum over every earlier layer, re-read by every LayerNorm and backward kernel);
 - SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized;
 - a tree deeper than MAX_DEPTH is cut, so a long lazy chain (x = x + 1 in a loop) never
   becomes an AST that a code generator's recursion cannot handle.
@@ -22,6 +25,8 @@ from ..graph.ops import ELEMENTWISE, REDUCE, Op
 
 _ALWAYS = (Op.SCATTER_ADD, Op.CONTIGUOUS, Op.COPY)
 MAX_DEPTH = 200
+SHARED_MIN_LOADS = 3  # below this, re-reading beats a kernel launch and a round trip
+_LOADS_CAP = 16  # counting distinct reads stops here (enough to decide; keeps planning linear)
 
 
 @dataclass
@@ -43,7 +48,8 @@ class _Planner:
         for n in self.order:  # a COPY's source is realized on its own device first
             if n.op is Op.COPY and n.buffer is None:
                 self.mat.add(id(n.src[0]))
-        self._cost: dict[int, tuple[bool, bool, bool, int]] = {}  # reduce, work, loads, depth
+        # reduce, work, loads, depth, the buffers the inline tree reads (ids; capped)
+        self._cost: dict[int, tuple[bool, bool, bool, int, frozenset]] = {}
         self._dirty = True
 
     def _summary(self, n: LazyBuffer) -> tuple[bool, bool]:
@@ -58,23 +64,31 @@ class _Planner:
             self._recompute()
         return self._cost[id(n)][3]
 
+    def _n_loads(self, n: LazyBuffer) -> int:
+        """How many distinct buffers n's inline tree reads (at most _LOADS_CAP)."""
+        if self._dirty:
+            self._recompute()
+        return len(self._cost[id(n)][4])
+
     def _recompute(self) -> None:
         cost = self._cost
         cost.clear()
         for n in self.order:  # producers first, so every source is already summarized
             if n.buffer is not None or id(n) in self.mat:
-                cost[id(n)] = (False, False, True, 0)
+                cost[id(n)] = (False, False, True, 0, frozenset((id(n),)))
                 continue
             if n.op in (Op.CONST, Op.IOTA):
-                cost[id(n)] = (False, False, False, 1)
+                cost[id(n)] = (False, False, False, 1, frozenset())
                 continue
-            red, work, loads, depth = n.op in REDUCE, n.op is Op.GATHER, False, 0
+            red, work, loads, depth, reads = n.op in REDUCE, n.op is Op.GATHER, False, 0, frozenset()
             for s in n.src:
-                r, w, ld, d = cost[id(s)]
+                r, w, ld, d, rd = cost[id(s)]
                 red, work, loads, depth = red or r, work or w, loads or ld, max(depth, d)
+                if len(reads) < _LOADS_CAP and rd:
+                    reads = reads | rd if len(rd) < _LOADS_CAP else rd
             if n.op in ELEMENTWISE and n.op is not Op.CAST and loads:
                 work = True
-            cost[id(n)] = (red, work or red, loads, depth + 1)
+            cost[id(n)] = (red, work or red, loads, depth + 1, reads)
         self._dirty = False
 
     def plan(self) -> list[LazyBuffer]:
@@ -92,11 +106,20 @@ class _Planner:
             for n in self.order:
                 if n.buffer is not None or id(n) in self.mat:
                     continue
-                if (owners.get(id(n), 0) > 1 and self._summary(n)[0]) or self._depth(n) > MAX_DEPTH:
+                k = owners.get(id(n), 0)
+                if (k > 1 and self._shared_cost(n, k)) or self._depth(n) > MAX_DEPTH:
                     self.mat.add(id(n))
                     self._dirty = grew = True
             if not grew:
                 return [n for n in self.order if id(n) in self.mat and n.buffer is None]
+
+    def _shared_cost(self, n: LazyBuffer, k: int) -> bool:
+        """Whether n, inlined by k kernels, is worth computing once instead."""
+        red, work = self._summary(n)
+        if red:
+            return True
+        loads = self._n_loads(n) if work and n.op in ELEMENTWISE else 0
+        return loads >= SHARED_MIN_LOADS and k * loads > loads + 1 + k
 
     def _walk_root(self, root: LazyBuffer) -> set:
         """Materialize under-broadcast work in root's tree; returns ids of inlined nodes."""
