@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -164,9 +165,17 @@ class CPUDevice(Device):
              "-fno-trapping-math", "-ffp-contract=off", "-fwrapv", "-fno-tree-slp-vectorize",
              "-std=gnu11", "-DLUBAN_LIBMVEC", "-Wl,--no-as-needed", "-lmvec")
 
+    # Freed buffers wait here, by size, for the next alloc of that size: a training step
+    # allocates the same sizes every step, and fresh large allocations are fresh pages
+    # from the OS, each faulted in on first touch (W2: ~10 ms per 75 MB im2col buffer)
+    POOL_BYTES = int(os.environ.get("LUBAN_CPU_POOL_MB", "1024")) << 20
+
     def __init__(self):
         self._programs: dict = {}
         self.claimed_launches = 0  # launches that ran a claimed program (tests, debugging)
+        self._pool: dict[int, list] = {}
+        self._pooled = 0
+        self._pool_lock = threading.Lock()  # free() runs wherever the garbage collector does
 
     def claim(self, pattern) -> CPUClaimed | None:
         """A BLAS call for a Gemm or Contraction pattern worth one (see CLAIM_MIN_WORK),
@@ -202,6 +211,11 @@ class CPUDevice(Device):
 
     def alloc(self, nbytes: int):
         n = max(int(nbytes), 1)  # a valid pointer even for empty tensors
+        with self._pool_lock:
+            idle = self._pool.get(n)
+            if idle:
+                self._pooled -= n
+                return idle.pop()
         raw = np.empty(n + ALIGN, dtype=np.uint8)
         start = -raw.ctypes.data % ALIGN
         buf = raw[start:start + n].view(CPUBuffer)  # the view keeps `raw` alive
@@ -209,7 +223,19 @@ class CPUDevice(Device):
         return buf
 
     def free(self, buf) -> None:
-        pass  # the memory goes when the last reference to the buffer does
+        """Keep the buffer for reuse while the pool has room; else its memory goes when
+        the last reference to it does."""
+        n = len(buf)
+        with self._pool_lock:
+            if self._pooled + n <= self.POOL_BYTES:
+                self._pool.setdefault(n, []).append(buf)
+                self._pooled += n
+
+    def empty_cache(self) -> None:
+        """Release the pooled idle buffers (as torch.cuda.empty_cache does for its pool)."""
+        with self._pool_lock:
+            self._pool.clear()
+            self._pooled = 0
 
     def copyin(self, buf, host: np.ndarray) -> None:
         buf[: host.nbytes] = host.reshape(-1).view(np.uint8)
