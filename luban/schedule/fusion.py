@@ -17,6 +17,7 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from ..codegen.kernel import Kernel, KNode
@@ -50,46 +51,57 @@ class _Planner:
                 self.mat.add(id(n.src[0]))
         # reduce, work, loads, depth, the buffers the inline tree reads (ids; capped)
         self._cost: dict[int, tuple[bool, bool, bool, int, frozenset]] = {}
-        self._dirty = True
+        self._pos = {id(n): i for i, n in enumerate(self.order)}
+        self._users: dict[int, list] = {}
+        for n in self.order:
+            for s in n.src:
+                self._users.setdefault(id(s), []).append(n)
+        for n in self.order:  # producers first, so every source is already summarized
+            self._cost[id(n)] = self._node_cost(n)
 
     def _summary(self, n: LazyBuffer) -> tuple[bool, bool]:
         """(holds a reduce, holds real work) within n's inline tree; work is a reduce, a
         gather, or arithmetic that touches loaded data (not just constants/iota)."""
-        if self._dirty:
-            self._recompute()
         return self._cost[id(n)][:2]
 
     def _depth(self, n: LazyBuffer) -> int:
-        if self._dirty:
-            self._recompute()
         return self._cost[id(n)][3]
 
     def _n_loads(self, n: LazyBuffer) -> int:
         """How many distinct buffers n's inline tree reads (at most _LOADS_CAP)."""
-        if self._dirty:
-            self._recompute()
         return len(self._cost[id(n)][4])
 
-    def _recompute(self) -> None:
-        cost = self._cost
-        cost.clear()
-        for n in self.order:  # producers first, so every source is already summarized
-            if n.buffer is not None or id(n) in self.mat:
-                cost[id(n)] = (False, False, True, 0, frozenset((id(n),)))
+    def _node_cost(self, n: LazyBuffer) -> tuple:
+        if n.buffer is not None or id(n) in self.mat:
+            return (False, False, True, 0, frozenset((id(n),)))
+        if n.op in (Op.CONST, Op.IOTA):
+            return (False, False, False, 1, frozenset())
+        red, work, loads, depth, reads = n.op in REDUCE, n.op is Op.GATHER, False, 0, frozenset()
+        for s in n.src:
+            r, w, ld, d, rd = self._cost[id(s)]
+            red, work, loads, depth = red or r, work or w, loads or ld, max(depth, d)
+            if len(reads) < _LOADS_CAP and rd:
+                reads = reads | rd if len(rd) < _LOADS_CAP else rd
+        if n.op in ELEMENTWISE and n.op is not Op.CAST and loads:
+            work = True
+        return (red, work or red, loads, depth + 1, reads)
+
+    def _materialize(self, n: LazyBuffer) -> None:
+        """Add n to the materialized set and update the summaries that change: n's
+        consumers, transitively, in topological order, stopping where nothing changed
+        (one pass over the graph per cut made a W3 step's planning take seconds)."""
+        self.mat.add(id(n))
+        heap, queued = [self._pos[id(n)]], {id(n)}
+        while heap:
+            node = self.order[heapq.heappop(heap)]
+            cost = self._node_cost(node)
+            if cost == self._cost[id(node)] and node is not n:
                 continue
-            if n.op in (Op.CONST, Op.IOTA):
-                cost[id(n)] = (False, False, False, 1, frozenset())
-                continue
-            red, work, loads, depth, reads = n.op in REDUCE, n.op is Op.GATHER, False, 0, frozenset()
-            for s in n.src:
-                r, w, ld, d, rd = cost[id(s)]
-                red, work, loads, depth = red or r, work or w, loads or ld, max(depth, d)
-                if len(reads) < _LOADS_CAP and rd:
-                    reads = reads | rd if len(rd) < _LOADS_CAP else rd
-            if n.op in ELEMENTWISE and n.op is not Op.CAST and loads:
-                work = True
-            cost[id(n)] = (red, work or red, loads, depth + 1, reads)
-        self._dirty = False
+            self._cost[id(node)] = cost
+            for u in self._users.get(id(node), ()):
+                if id(u) not in queued:
+                    queued.add(id(u))
+                    heapq.heappush(heap, self._pos[id(u)])
 
     def plan(self) -> list[LazyBuffer]:
         """Fix the materialized set; returns it in execution order."""
@@ -108,8 +120,8 @@ class _Planner:
                     continue
                 k = owners.get(id(n), 0)
                 if (k > 1 and self._shared_cost(n, k)) or self._depth(n) > MAX_DEPTH:
-                    self.mat.add(id(n))
-                    self._dirty = grew = True
+                    self._materialize(n)
+                    grew = True
             if not grew:
                 return [n for n in self.order if id(n) in self.mat and n.buffer is None]
 
@@ -141,8 +153,8 @@ class _Planner:
             if n.op is Op.CONST or n.op is Op.IOTA:
                 continue
             if crossed and self._summary(n)[1]:
-                self.mat.add(id(n))
-                self._dirty = cut = True  # summaries above n changed
+                self._materialize(n)
+                cut = True  # summaries above n changed
                 continue
             for i, s in enumerate(n.src):
                 stack.append((s, crossed or _broadcasts(n) or (n.op is Op.GATHER and i == 0)))
