@@ -113,6 +113,24 @@ def measure(key: str, warmup: int, repeats: int) -> dict:
     return res
 
 
+def jit_check(key: str, steps: int = 20) -> dict:
+    """luban only: `steps` training steps eagerly and under luban.jit from the same seed;
+    the losses must agree (the jit replays the same kernels, so they should be equal)."""
+    from bench.workloads.adapter import load
+    before = os.environ.get("LUBAN_BENCH_JIT")
+    losses = {}
+    try:
+        for mode in ("0", "1"):
+            os.environ["LUBAN_BENCH_JIT"] = mode
+            w = module(key).build(load("luban"))
+            losses[mode] = [w.step() for _ in range(steps)]
+    finally:
+        os.environ["LUBAN_BENCH_JIT"] = before or "0"
+    diff = max(abs(a - b) for a, b in zip(losses["0"], losses["1"]))
+    return {"steps": steps, "max_abs_diff": diff, "first": losses["0"][0], "last": losses["0"][-1],
+            "same": diff <= 1e-5 * max(1.0, abs(losses["0"][0]))}
+
+
 def machine() -> dict:
     cpu = "?"
     try:
@@ -173,10 +191,13 @@ def main() -> None:
             warmup = max(warmup, 5)
         print(f"[{key}] {warmup} warm-up + {repeats} timed repeats ...", flush=True)
         r = measure(key, warmup, repeats)
+        r["plan"] = (warmup, repeats)
         if not args.no_first_step:
             with tempfile.TemporaryDirectory(prefix="luban-bench-cache-") as cache:
                 r["cold"] = first_step_subprocess(key, cache, 300)
                 r["warm"] = first_step_subprocess(key, cache, 300)
+        if args.jit and key in ("W1", "W2", "W3"):
+            r["jit_check"] = jit_check(key)
         rows[key] = r
         print(f"[{key}] {json.dumps(r, default=str)}", flush=True)
     total = time.perf_counter() - t_start
@@ -227,13 +248,20 @@ def write_report(rows, mach, args, total, plan) -> None:
             lines.append(f"| {key} {desc} | {n} | {reps} | {fmt_t(d['median'])} | {fmt_t(d['min'])} | "
                          f"{fmt_t(d['max'])} | {thr} | {ratio if n == 'luban' else ''} | {d['cores']:.2f} | "
                          f"{loss} | {cold} | {warm} |")
-    lines += ["", "Warm-up/repeats per workload: " + ", ".join(f"{k} {w}+{n}" for k, (w, n) in plan.items()
-                                                             if k in rows) + "."]
+    lines += ["", "Warm-up/repeats per workload: " + ", ".join(f"{k} {r['plan'][0]}+{r['plan'][1]}"
+                                                             for k, r in rows.items()) + "."]
     if args.quick:
         lines.append("--quick: 1 warm-up and 3 timed repeats per workload (a full run uses >= 5).")
     if any("(reduced)" in l for l in lines):
         lines.append("*(reduced)*: fewer timed repeats than the mode's minimum (3 for --quick, 5 otherwise) "
                      "because luban takes tens of seconds per step on this workload (or a step failed).")
+    checks = {k: r["jit_check"] for k, r in rows.items() if "jit_check" in r}
+    if checks:
+        lines += ["", "## luban.jit against eager luban (same seed, 20 training steps each)", "",
+                  "| workload | steps | loss first→last (eager) | max abs loss difference | same |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {k} | {c['steps']} | {c['first']:.4f}→{c['last']:.4f} | {c['max_abs_diff']:.3g} | "
+                  f"{'yes' if c['same'] else '**NO**'} |" for k, c in checks.items()]
     if notes:
         lines += ["", "## Errors", ""] + notes
     out = args.out or os.path.join(ROOT, "bench", "results",
