@@ -46,6 +46,7 @@ from .symbolic import Const, Var, in_range, linearize, stride, unravel, var
 
 PARALLEL_WORK = 1 << 14  # below this many inner iterations, threads cost more than they save
 TILE = 512  # most accumulators a reduce keeps per tile of the output's last dim
+SPLIT = 4  # a lone tile (a column sum: one output row) is cut in this many, one per thread
 GROUP_REDUCE_MIN = 1024  # a reduce at least this long may be split across a work-group
 GROUP_OUTPUTS_MAX = 4096  # ... when the kernel has at most this many outputs
 
@@ -595,6 +596,8 @@ class _Renderer:
                 self.em.line(f"if (lid == 0) {store}" if self.group else store)
             return
         size = _tile(shape[-1]) if shape and any(n.op in REDUCE for n in node.toposort()) else 0
+        if size and math.prod(shape[:-1]) * (shape[-1] // size) == 1 and size % (SPLIT * 8) == 0:
+            size //= SPLIT  # else the whole reduce runs on one thread, inside one tile
         loop_shape = shape[:-1] + (shape[-1] // size, size) if size else shape
         stack, ivars = self.open_loops(loop_shape, "i", math.prod(shape) * _cost(node, self.costs))
         if size:
