@@ -27,7 +27,8 @@ Sound by construction, else eager:
 - a host read inside the function (`.item()`, an optimizer that computes on the host
   from a device value: Adam's step count) makes the replay unsound: that signature runs
   eagerly (or raises JitError with fallback=False). So does a tape that never settles.
-Limits: returned tensors come back detached (no autograd history); state the walk does
+Returned tensors (alone or in tuples, lists and dicts) are computed inside the call, as
+part of the tape. Limits: they come back detached (no autograd history); state the walk does
 not reach is tracked only through the kernels that read it (an unreached tensor that is
 rebound changes the tape, so it never settles and runs eagerly).
 """
@@ -323,6 +324,19 @@ def _holds_tensor(o, depth) -> bool:
     return any(_holds_tensor(v, depth + 1) for v in vars(o).values())
 
 
+def _tensors_in(o, depth: int = 0) -> list:
+    """The tensors in a function's result: itself, or inside (nested) tuples, lists and dicts."""
+    if isinstance(o, Tensor):
+        return [o]
+    if depth > _MAX_DEPTH:
+        return []
+    if isinstance(o, (tuple, list)):
+        return [t for v in o for t in _tensors_in(v, depth + 1)]
+    if isinstance(o, dict):
+        return [t for v in o.values() for t in _tensors_in(v, depth + 1)]
+    return []
+
+
 def _freeze_result(e):
     if e[0] == "py":
         try:
@@ -416,6 +430,11 @@ class Jit:
         _run._recorder, _active[0] = rec, True
         try:
             result = self.fn(*args, **kwargs)
+            # returned tensors are computed inside the call, so a replay's kernels produce
+            # them (left lazy, they would be rebuilt as graph and scheduled on every read)
+            out = [t.lazydata for t in _tensors_in(result) if t.lazydata.buffer is None]
+            if out:
+                realize(out)
         finally:
             _run._recorder, _active[0] = None, False
         reason = None
