@@ -314,6 +314,18 @@ def test_tiled_reductions():
     assert "[" not in render(cases[2][0])[0].split("double acc")[1].split(";")[0]  # 1031: prime, untiled
 
 
+def test_column_sum_is_shared_among_threads():
+    """A reduce with a single tile of outputs (a bias gradient: sum over rows) splits the
+    tile, so the accumulating loops run inside the parallel loop, not on one thread."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2048, 128)).astype(np.float32)
+    k = kernel(_reduce(Op.SUM, load(0, D.float32, x.shape), (0,)), "bias_grad")
+    check([(k, [x], 1e-4)])  # float32 reference vs double accumulators: cancellation in small sums
+    src = render(k)[0]
+    body = src[src.index("#pragma omp parallel for"):]
+    assert re.search(r"double acc\d+\[32\]", body), src  # 128 outputs: 4 tiles of 32, one per iteration
+
+
 # --- movement --------------------------------------------------------------------------
 
 def test_movement():
