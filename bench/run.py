@@ -65,11 +65,12 @@ def first_step_subprocess(key: str, cache_dir: str, timeout: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(key: str, warmup: int, repeats: int) -> dict:
+def measure(key: str, warmup: int, repeats: int, compiled: bool = False) -> dict:
     from bench.workloads.adapter import load
     res = {}
     works = {}
-    for name in ("luban", "torch"):
+    first_call = {}  # torch.compile: the first warm-up call compiles
+    for name in ("luban", "torch") + (("torch.compile",) if compiled else ()):
         try:
             works[name] = module(key).build(load(name))
         except Exception as e:  # record and carry on with the other framework
@@ -78,7 +79,9 @@ def measure(key: str, warmup: int, repeats: int) -> dict:
     for _ in range(warmup):
         for n, w in list(works.items()):
             try:
+                t0 = time.perf_counter()
                 w.step()
+                first_call.setdefault(n, time.perf_counter() - t0)
             except Exception as e:
                 res[n] = {"error": f"warm-up: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
                 del works[n]
@@ -109,6 +112,7 @@ def measure(key: str, warmup: int, repeats: int) -> dict:
         if w.kind == "train":
             d["loss_first"], d["loss_last"] = s["losses"][0], s["losses"][-1]
             d["loss_ok"] = s["losses"][-1] < s["losses"][0]
+        d["first_call"] = first_call.get(n)
         res[n] = d
     return res
 
@@ -174,6 +178,7 @@ def main() -> None:
     ap.add_argument("--first-step", help=argparse.SUPPRESS)  # internal: child process mode
     ap.add_argument("--out", default=None)
     ap.add_argument("--jit", action="store_true", help="luban training steps run under luban.jit")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for 10-50 s a workload)")
     args = ap.parse_args()
     if args.jit:
         os.environ["LUBAN_BENCH_JIT"] = "1"  # read by workloads/adapter.py (and the first-step children)
@@ -190,7 +195,7 @@ def main() -> None:
         if args.jit:  # luban.jit replays from the 5th call on (it captures until the step settles)
             warmup = max(warmup, 5)
         print(f"[{key}] {warmup} warm-up + {repeats} timed repeats ...", flush=True)
-        r = measure(key, warmup, repeats)
+        r = measure(key, warmup, repeats, compiled=not (args.quick or args.no_compile))
         r["plan"] = (warmup, repeats)
         if not args.no_first_step:
             with tempfile.TemporaryDirectory(prefix="luban-bench-cache-") as cache:
@@ -208,8 +213,11 @@ def write_report(rows, mach, args, total, plan) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     lines = [f"# luban vs PyTorch eager — {now:%Y-%m-%d %H:%M} UTC", "",
              f"Command: `python bench/run.py{' --quick' if args.quick else ''}"
-             f"{' --only ' + args.only if args.only else ''}{' --jit' if args.jit else ''}` (total {total:.0f} s). "
-             "torch.compile: not measured.", "", "## Machine", ""]
+             f"{' --only ' + args.only if args.only else ''}{' --jit' if args.jit else ''}"
+             f"{' --no-compile' if args.no_compile else ''}` (total {total:.0f} s). torch.compile: "
+             + ("not measured." if args.quick or args.no_compile else
+                "the model (forward and backward; optimizers stay eager), default mode; its "
+                "'cold 1st step' is its first call, which compiles."), "", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in mach.items()]
     lines += ["", "## Results", "",
               "| workload | framework | reps | median | min | max | throughput | luban/torch | "
@@ -218,7 +226,7 @@ def write_report(rows, mach, args, total, plan) -> None:
     notes = []
     for key, r in rows.items():
         desc = module(key).DESC
-        lu, to = r.get("luban", {}), r.get("torch", {})
+        lu, to, tc = r.get("luban", {}), r.get("torch", {}), r.get("torch.compile")
         ratio = "n/a"
         if "median" in lu and "median" in to:
             if lu["kind"] == "latency":
@@ -227,7 +235,11 @@ def write_report(rows, mach, args, total, plan) -> None:
                 ratio = f"{to['median'] / lu['median']:.3f}× throughput"
             if lu["kind"] == "train" and not (lu["loss_ok"] and to["loss_ok"]):
                 ratio = "REFUSED (loss did not decrease)"
-        for n, d in (("luban", lu), ("torch", to)):
+        vs_compile = ""
+        if tc is not None and "median" in lu and "median" in tc:
+            vs_compile = (f"luban {lu['median'] / tc['median']:.2f}× latency" if lu["kind"] == "latency" else
+                          f"luban {tc['median'] / lu['median']:.3f}× throughput")
+        for n, d in (("luban", lu), ("torch", to)) + ((("torch.compile", tc),) if tc is not None else ()):
             if "error" in d:
                 lines.append(f"| {key} {desc} | {n} | — | — | — | — | — | — | — | — | — | — |")
                 notes.append(f"- {key} {n}: **{d['error']}**")
@@ -244,9 +256,12 @@ def write_report(rows, mach, args, total, plan) -> None:
                 c, w = r.get("cold", {}), r.get("warm", {})
                 cold = c.get("error") or (fmt_t(c["first_step_s"]) if c else "—")
                 warm = w.get("error") or (fmt_t(w["first_step_s"]) if w else "—")
+            elif n == "torch.compile" and d.get("first_call") is not None:
+                cold = fmt_t(d["first_call"])
             reps = f"{d['n']}" + (" (reduced)" if d["n"] < (3 if args.quick else 5) else "")
             lines.append(f"| {key} {desc} | {n} | {reps} | {fmt_t(d['median'])} | {fmt_t(d['min'])} | "
-                         f"{fmt_t(d['max'])} | {thr} | {ratio if n == 'luban' else ''} | {d['cores']:.2f} | "
+                         f"{fmt_t(d['max'])} | {thr} | {ratio if n == 'luban' else vs_compile if n == 'torch.compile' else ''} | "
+                         f"{d['cores']:.2f} | "
                          f"{loss} | {cold} | {warm} |")
     lines += ["", "Warm-up/repeats per workload: " + ", ".join(f"{k} {r['plan'][0]}+{r['plan'][1]}"
                                                              for k, r in rows.items()) + "."]

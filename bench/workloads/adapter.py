@@ -8,8 +8,12 @@ import numpy as np
 
 
 def load(name: str):
-    """Return a namespace with: name, lib, nn, F, optim, tensor(np array), long(np array),
-    no_grad, sync(t) (force the lazy work and return a host value)."""
+    """Return a namespace with: name ('luban' or 'torch'), label (also 'torch.compile'), lib,
+    nn, F, optim, tensor(np array), no_grad, sync(t) (force the lazy work and return a host
+    value), compile(model or function): torch.compile for 'torch.compile', else as is."""
+    label = name
+    if name == "torch.compile":
+        name = "torch"
     if name == "luban":
         import luban as lib
         import luban.nn.functional as F
@@ -23,9 +27,10 @@ def load(name: str):
         sync = lambda t: t.detach().numpy()
     else:
         raise ValueError(name)
-    return types.SimpleNamespace(name=name, lib=lib, nn=lib.nn, F=F, optim=lib.optim,
+    compile_ = lib.compile if label == "torch.compile" else (lambda f: f)
+    return types.SimpleNamespace(name=name, label=label, lib=lib, nn=lib.nn, F=F, optim=lib.optim,
                                  tensor=tensor, no_grad=lib.no_grad, sync=sync,
-                                 manual_seed=lib.manual_seed)
+                                 manual_seed=lib.manual_seed, compile=compile_)
 
 
 class Workload:
@@ -37,6 +42,8 @@ class Workload:
 
 
 def train_step(fw, model, opt, loss_fn, x, y):
+    model = fw.compile(model)  # torch.compile: the model's forward and backward; the optimizer stays eager
+
     def inner():
         opt.zero_grad()
         loss = loss_fn(model(x), y)

@@ -14,5 +14,5 @@ def build(fw, quick=False):
     if fw.name == "luban":
         step = lambda: (a @ b).realize()
     else:
-        step = lambda: a @ b
+        step = fw.compile(lambda: a @ b)
     return Workload(step, "gflops", flops=2.0 * N ** 3)

@@ -46,6 +46,8 @@ def build(fw, quick=False):
     model = Encoder()
     model.eval()
 
+    model = fw.compile(model)
+
     def infer():
         with fw.no_grad():
             return model(ids)
