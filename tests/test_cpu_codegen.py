@@ -614,3 +614,18 @@ def test_openmp_threads_wait_passively_unless_told(given, want):
     code = "import os, luban.runtime.cpu; print(os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == want
+
+
+def test_long_max_reductions_vectorize_and_keep_nan():
+    """A float max runs as a vectorized reduction (the vector max instructions drop nans,
+    so nan is tracked apart): rows with a nan anywhere, only -inf, and plain values."""
+    rng = np.random.default_rng(4)
+    for dt in (D.float32, D.float64):
+        x = rng.standard_normal((6, 1000)).astype(dt.np)
+        x[1, 517] = np.nan
+        x[2, :] = -np.inf
+        x[3, 999] = np.nan
+        x[4, 0] = np.inf
+        k = kernel(_reduce(Op.RMAX, load(0, dt, x.shape), (1,)), f"rowmax_{dt.name}")
+        check([(k, [x], 0)])
+        assert "reduction(max:" in render(k)[0]

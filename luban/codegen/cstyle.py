@@ -469,13 +469,25 @@ class _Renderer:
             acc = f"{acc}[{lv.name}]"
         else:
             em.line(f"{acc_t} {acc} = {init};")
-            # a sum's order is ours to choose: let the innermost loop vectorize
-            simd = f" reduction({'|' if dt.is_bool else '+'}:{acc})" if is_sum else None
+            # a sum's order is ours to choose: let the innermost loop vectorize. So is a
+            # float max's, with nan tracked apart: the vector max instructions drop nans
+            nan = em.fresh("nan") if not is_sum and dt.is_float and self.d.simd_pragma else None
+            if nan:
+                em.line(f"unsigned char {nan} = 0;")
+                simd = f" reduction(max:{acc}) reduction(|:{nan})"
+            else:
+                simd = f" reduction({'|' if dt.is_bool else '+'}:{acc})" if is_sum else None
             with ExitStack() as stack:
                 for k, r in enumerate(loops):
                     last = k == len(loops) - 1
                     stack.enter_context(em.loop(r.name, r.n, simd=simd if last else None, reduce_loop=True))
-                accumulate(acc)
+                if nan:
+                    v = self.value(src, inner)
+                    em.line(f"{nan} |= ({v} != {v});", f"{acc} = ({acc} > {v} ? {acc} : {v});")
+                else:
+                    accumulate(acc)
+            if nan:
+                acc = f"({nan} ? NAN : {acc})"
         return em.tmp(_ct(dt), _round(dt, f"(({_ct(dt)}){acc})"))
 
     def _group_reduce(self, node: KNode, idx: list, axes: list, acc: str, acc_t: str, init: str,
