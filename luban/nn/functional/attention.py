@@ -30,11 +30,28 @@ def _safe_softmax(scores: Tensor) -> Tensor:
     return where(dead, 0.0, where(dead, 0.0, scores).softmax(-1))
 
 
+def _kept_softmax(scores: Tensor, keep: Tensor, safe: bool) -> Tensor:
+    """softmax(where(keep, scores, -inf)) over the last dim, without ever taking exp of
+    -inf: dropped positions take exp(0) and are zeroed after (glibc's vector exp runs a
+    vector holding such a lane on a slow path: a causal W3 step's softmax sums took 5x
+    longer). Equal to the composed form; with `safe`, a row keeping nothing gives 0."""
+    m = where(keep, scores, -math.inf).amax(-1, keepdim=True).detach()
+    e = where(keep, where(keep, scores - m, 0.0).exp(), 0.0)
+    total = e.sum(-1, keepdim=True)
+    if safe:  # a row that keeps nothing sums to 0: divide it by 1 instead (0, not nan)
+        total = where(total == 0, 1.0, total)
+    return e / total
+
+
 def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dropout_p: float,
                safe: bool) -> tuple:
     """(softmax(q k^T * scale + mask) with dropout) @ v, and the attention weights."""
-    scores = _masked_scores((q @ k.transpose(-2, -1)) * scale, mask)
-    weights = _safe_softmax(scores) if safe and mask is not None else scores.softmax(-1)
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if mask is not None and mask.dtype.is_bool:
+        weights = _kept_softmax(scores, mask, safe)
+    else:
+        scores = _masked_scores(scores, mask)
+        weights = _safe_softmax(scores) if safe and mask is not None else scores.softmax(-1)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True)
     return weights @ v, weights
