@@ -14,6 +14,14 @@ os.environ["OMP_NUM_THREADS"] = "2"  # both frameworks: 2 threads (before any im
 # with the default spin-waiting, each runtime's idle threads burn the cores the other needs
 # (measured: W1 torch 230 ms -> 19 ms, luban 218 ms -> 102 ms per step). Override via env.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch.compile's first call is reported as its compile time: give it an empty cache, as
+# luban's cold first step gets (inductor otherwise reuses what an earlier run compiled)
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    import atexit as _atexit
+    import shutil as _shutil
+    import tempfile as _tempfile
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _tempfile.mkdtemp(prefix="luban-bench-inductor-")
+    _atexit.register(_shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 import argparse
 import datetime
@@ -217,7 +225,7 @@ def write_report(rows, mach, args, total, plan) -> None:
              f"{' --no-compile' if args.no_compile else ''}` (total {total:.0f} s). torch.compile: "
              + ("not measured." if args.quick or args.no_compile else
                 "the model (forward and backward; optimizers stay eager), default mode; its "
-                "'cold 1st step' is its first call, which compiles."), "", "## Machine", ""]
+                "'cold 1st step' is its first call, which compiles (empty inductor cache)."), "", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in mach.items()]
     lines += ["", "## Results", "",
               "| workload | framework | reps | median | min | max | throughput | luban/torch | "
