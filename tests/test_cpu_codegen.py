@@ -629,3 +629,18 @@ def test_long_max_reductions_vectorize_and_keep_nan():
         k = kernel(_reduce(Op.RMAX, load(0, dt, x.shape), (1,)), f"rowmax_{dt.name}")
         check([(k, [x], 0)])
         assert "reduction(max:" in render(k)[0]
+
+
+def test_exp2_below_vector_range_is_exact_and_takes_the_fast_path():
+    """exp2f where libmvec would take its slow lane-by-lane path (x < -126: subnormal
+    results, underflow to 0, -inf) still gives exp2's value within libmvec's 4 ulp."""
+    x = np.concatenate([np.linspace(-170, 10, 20001), [-np.inf, np.inf, np.nan, -0.0, -126.0, -150.0, -149.5]])
+    x = x.astype(np.float32)
+    k = kernel(N(Op.EXP2, (load(0, D.float32, x.shape),), None, D.float32, x.shape), "exp2_range")
+    (prog,) = DEV.compile_many([render(k)])
+    got = launch(prog, k, [x])
+    want = np.exp2(x.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    fin = ~np.isnan(want)
+    np.testing.assert_array_max_ulp(got[fin], want[fin], maxulp=4)
+    assert "luban_exp2f" in render(k)[0]
