@@ -49,8 +49,8 @@ class _Planner:
         for n in self.order:  # a COPY's source is realized on its own device first
             if n.op is Op.COPY and n.buffer is None:
                 self.mat.add(id(n.src[0]))
-        # reduce, work, loads, depth, the buffers the inline tree reads (ids; capped)
-        self._cost: dict[int, tuple[bool, bool, bool, int, frozenset]] = {}
+        # reduce, work, depth, the buffers the inline tree reads (ids; capped)
+        self._cost: dict[int, tuple[bool, bool, int, frozenset]] = {}
         self._pos = {id(n): i for i, n in enumerate(self.order)}
         self._users: dict[int, list] = {}
         for n in self.order:
@@ -65,26 +65,26 @@ class _Planner:
         return self._cost[id(n)][:2]
 
     def _depth(self, n: LazyBuffer) -> int:
-        return self._cost[id(n)][3]
+        return self._cost[id(n)][2]
 
     def _n_loads(self, n: LazyBuffer) -> int:
         """How many distinct buffers n's inline tree reads (at most _LOADS_CAP)."""
-        return len(self._cost[id(n)][4])
+        return len(self._cost[id(n)][3])
 
     def _node_cost(self, n: LazyBuffer) -> tuple:
         if n.buffer is not None or id(n) in self.mat:
-            return (False, False, True, 0, frozenset((id(n),)))
+            return (False, False, 0, frozenset((id(n),)))
         if n.op in (Op.CONST, Op.IOTA):
-            return (False, False, False, 1, frozenset())
-        red, work, loads, depth, reads = n.op in REDUCE, n.op is Op.GATHER, False, 0, frozenset()
+            return (False, False, 1, frozenset())
+        red, work, depth, reads = n.op in REDUCE, n.op is Op.GATHER, 0, frozenset()
         for s in n.src:
-            r, w, ld, d, rd = self._cost[id(s)]
-            red, work, loads, depth = red or r, work or w, loads or ld, max(depth, d)
+            r, w, d, rd = self._cost[id(s)]
+            red, work, depth = red or r, work or w, max(depth, d)
             if len(reads) < _LOADS_CAP and rd:
                 reads = reads | rd if len(rd) < _LOADS_CAP else rd
-        if n.op in ELEMENTWISE and n.op is not Op.CAST and loads:
+        if n.op in ELEMENTWISE and n.op is not Op.CAST and reads:  # arithmetic on loaded data
             work = True
-        return (red, work or red, loads, depth + 1, reads)
+        return (red, work or red, depth + 1, reads)
 
     def _materialize(self, n: LazyBuffer) -> None:
         """Add n to the materialized set and update the summaries that change: n's

@@ -15,12 +15,8 @@ __all__ = ["scaled_dot_product_attention", "multi_head_attention_forward"]
 
 # ---- the attention core ----------------------------------------------------------------------
 def _masked_scores(scores: Tensor, mask: Tensor | None) -> Tensor:
-    """A bool mask keeps the scores where True (-inf elsewhere); a float mask is added."""
-    if mask is None:
-        return scores
-    if mask.dtype.is_bool:
-        return where(mask, scores, -math.inf)
-    return scores + mask
+    """A float mask is added (bool masks go through _kept_softmax)."""
+    return scores if mask is None else scores + mask
 
 
 def _safe_softmax(scores: Tensor) -> Tensor:
