@@ -1,6 +1,7 @@
-"""Convolution kernels as pattern claims: a weight gradient (a long reduce over batch and
-pixels of windowed input times output gradient) is a Contraction over a zero-padded copy
-of the input, and the cpu device runs it as im2col + BLAS. Every case is compared with
+"""Convolution kernels as pattern claims: the forward conv, its input gradient (a
+correlation of the padded, stride-dilated output gradient with the flipped weight) and
+its weight gradient (a long reduce over batch and pixels) are each a Contraction over a
+zero-padded view, and the cpu device runs each as im2col + BLAS. Every case is compared with
 torch, with claims on and off; the claimed-launch counts make the test fail if a claim
 silently stops applying."""
 import numpy as np
@@ -27,20 +28,20 @@ def claims(request, monkeypatch):
     yield request.param == "claims", lambda: dev.claimed_launches - start
 
 
-# name -> (nd, x shape, weight shape, kwargs, claimed launches with claims on: the input gradient's
-# GEMM and the weight gradient's Contraction where the cpu device takes them)
+# name -> (nd, x shape, weight shape, kwargs, claimed launches with claims on: forward, input
+# gradient and weight gradient where the cpu device takes them)
 CASES = {
-    "2d_pad": (2, (8, 4, 12, 12), (6, 4, 3, 3), dict(padding=1), 2),
-    "2d_stride": (2, (8, 4, 13, 13), (6, 4, 3, 3), dict(stride=2, padding=1), 2),
-    "2d_dilation": (2, (6, 3, 14, 14), (5, 3, 3, 3), dict(padding=2, dilation=2), 2),
-    "2d_groups": (2, (8, 6, 12, 12), (6, 3, 3, 3), dict(padding=1, groups=2), 1),
-    "2d_nopad_rect": (2, (8, 4, 12, 10), (5, 4, 2, 3), dict(stride=(1, 2)), 2),
-    "2d_batch1": (2, (1, 8, 24, 24), (8, 8, 3, 3), dict(padding=1), 1),
-    "2d_one_channel": (2, (16, 1, 16, 16), (1, 1, 3, 3), dict(padding=1), 1),
-    "1d": (1, (16, 4, 100), (6, 4, 5), dict(padding=2, stride=2), 2),
-    "1d_dilation_groups": (1, (16, 4, 120), (4, 2, 3), dict(padding=3, dilation=3, groups=2), 1),
-    # more weights than batch*pixels, but a reduce long enough (CONTRACTION_MIN_K) to claim
-    "2d_wide_long_reduce": (2, (16, 16, 16, 16), (64, 16, 3, 3), dict(padding=1), 2),
+    "2d_pad": (2, (8, 4, 12, 12), (6, 4, 3, 3), dict(padding=1), 3),
+    "2d_stride": (2, (8, 4, 13, 13), (6, 4, 3, 3), dict(stride=2, padding=1), 3),
+    "2d_dilation": (2, (6, 3, 14, 14), (5, 3, 3, 3), dict(padding=2, dilation=2), 3),
+    "2d_groups": (2, (8, 6, 12, 12), (6, 3, 3, 3), dict(padding=1, groups=2), 3),
+    "2d_nopad_rect": (2, (8, 4, 12, 10), (5, 4, 2, 3), dict(stride=(1, 2)), 3),
+    "2d_batch1": (2, (1, 8, 24, 24), (8, 8, 3, 3), dict(padding=1), 3),
+    "2d_one_channel": (2, (16, 1, 16, 16), (1, 1, 3, 3), dict(padding=1), 3),
+    "1d": (1, (16, 4, 100), (6, 4, 5), dict(padding=2, stride=2), 3),
+    "1d_dilation_groups": (1, (16, 4, 120), (4, 2, 3), dict(padding=3, dilation=3, groups=2), 3),
+    # more weights than batch*pixels
+    "2d_wide_long_reduce": (2, (16, 16, 16, 16), (64, 16, 3, 3), dict(padding=1), 3),
     "tiny": (2, (1, 1, 5, 5), (1, 1, 3, 3), dict(padding=1), 0),
 }
 

@@ -62,6 +62,8 @@ CONV2D = [
     ((2, 2, 9, 10), (2, 2, 2, 1), (4, 3), 0, 1, 1),  # stride > kernel
     ((1, 2, 5, 5), (2, 2, 3, 3), 1, "valid", 1, 1),
     ((3, 5, 5), (2, 3, 2, 2), 1, 1, 1, 1),  # unbatched input
+    ((2, 3, 6, 6), (4, 3, 3, 3), 1, 3, 1, 1),  # padding wider than the kernel's reach
+    ((1, 2, 7, 7), (2, 2, 1, 1), 2, 2, 1, 1),  # ... on both sides, strided
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import dtypes
+from ..autograd import Function
 from ..tensor import Tensor, _norm_dim, arange, ones, prod, where
 from .indexing import cat
 from .linalg import matmul
@@ -282,8 +283,9 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, nd: int, op: s
     _check_weight(x, weight, groups, nd, op, False, tuple(input.shape))
     kernel = tuple(weight.shape[2:])
     stride, dilation = _tuple(stride, nd, "stride", op), _tuple(dilation, nd, "dilation", op)
-    x = x._pad_raw(_spatial_arg(x, _conv_padding(padding, kernel, stride, dilation, op)))
-    out = _add_bias(_correlate(x, weight, stride, dilation, groups, op), bias, op)
+    pads = _conv_padding(padding, kernel, stride, dilation, op)
+    out = Tensor._apply(_Correlate, x, weight, pads=pads, stride=stride, dilation=dilation, groups=groups, op=op)
+    out = _add_bias(out, bias, op)
     return out.squeeze(0) if unbatched else out
 
 
@@ -299,6 +301,73 @@ def _correlate(x: Tensor, weight: Tensor, stride: tuple, dilation: tuple, groups
     win = win.permute(0, 1, 2, *range(4, 4 + nd), 3, *range(4 + nd, 4 + 2 * nd))
     w = weight.reshape(1, groups, o // groups, *[1] * nd, cg, *kernel)
     return (win * w).sum(tuple(range(-nd - 1, 0))).reshape(n, o, *out_sp)
+
+
+class _Correlate(Function):
+    """conv's core: x zero-padded by `pads`, correlated with w; with its own backward
+    rule. Composed, the input gradient would be the adjoint of the window view: each
+    tap's contribution (a reduce over output channels, kernel-size times the input's
+    size) summed into place, col2im style, which no BLAS call describes. Instead it is a
+    correlation like the forward one, which a device may claim as a GEMM over windows:
+    the output gradient, dilated by the stride and padded by the kernel's reach, against
+    the flipped, in/out-swapped weight. The weight gradient is the composed one."""
+
+    def forward(self, x, w, pads, stride, dilation, groups, op):
+        self.x, self.w, self.cfg = x, w, (pads, stride, dilation, groups, op)
+        x = Tensor._wrap(x)
+        return _correlate(x._pad_raw(_spatial_arg(x, pads)), Tensor._wrap(w), stride, dilation, groups, op).lazydata
+
+    def backward(self, g):
+        pads, stride, dilation, groups, op = self.cfg
+        x, w, g = Tensor._wrap(self.x), Tensor._wrap(self.w), Tensor._wrap(g)
+        dx = _correlate_input_grad(g, w, tuple(x.shape[2:]), pads, stride, dilation, groups, op) \
+            if self.needs_input_grad[0] else None
+        dw = _correlate_weight_grad(x._pad_raw(_spatial_arg(x, pads)), g, tuple(w.shape), stride, dilation, groups,
+                                    op) if self.needs_input_grad[1] else None
+        return (None if dx is None else dx.lazydata), (None if dw is None else dw.lazydata)
+
+
+def _correlate_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, stride: tuple, dilation: tuple,
+                          groups: int, op: str) -> Tensor:
+    """d(correlate)/dx for x of `spatial` size padded by `pads`: x[p] gets g[i] * w[k]
+    wherever p + before = i*s + k*d. Only x's own cells are computed (not the padding's)."""
+    nd = len(spatial)
+    o, cg, *kernel = w.shape
+    first = g.ndim - nd
+    gpads, crops = [], []
+    for i, (k, s, d, n, (before, after)) in enumerate(zip(kernel, stride, dilation, spatial, pads)):
+        m = g.shape[first + i]
+        if s > 1:  # dilate: s - 1 zeros between outputs, as a view (pad a new dim, merge)
+            t = g.movedim(first + i, -1).unsqueeze(-1)
+            t = t._pad_raw(((0, 0),) * (t.ndim - 1) + ((0, s - 1),)).reshape(*t.shape[:-2], m * s)
+            g = _fit_last(t, (m - 1) * s + 1).movedim(-1, first + i)
+        # pad by the kernel's reach, less x's own padding, and on the right up to x's size;
+        # padding wider than the reach becomes a crop of the result
+        lo, hi = d * (k - 1) - before, n + before - ((m - 1) * s + 1)
+        gpads.append((max(lo, 0), max(hi, 0)))
+        crops.append((max(-lo, 0), n + max(-lo, 0)))
+    if any(s > 1 for s in stride):  # a dilated view has no strided address: copy it once
+        g = g.contiguous()
+    g = g._pad_raw(((0, 0),) * first + tuple(gpads))  # one PAD: a claimable zero-padded view
+    wt = w.reshape(groups, o // groups, cg, *kernel).transpose(1, 2).reshape(groups * cg, o // groups, *kernel)
+    dx = _correlate(g, wt.flip(*range(2, 2 + nd)), (1,) * nd, dilation, groups, op)
+    if any(c != (0, n) for c, n in zip(crops, dx.shape[2:])):
+        dx = dx._shrink(tuple((0, n) for n in dx.shape[:2]) + tuple(crops))
+    return dx
+
+
+def _correlate_weight_grad(x: Tensor, g: Tensor, shape: tuple, stride: tuple, dilation: tuple, groups: int,
+                           op: str) -> Tensor:
+    """d(correlate)/dw: the forward's window view times the output gradient, summed over
+    the batch and output positions (what composing the forward's backward would give)."""
+    o, cg, *kernel = shape
+    nd = len(kernel)
+    win = _windows(x, tuple(kernel), stride, dilation, op)
+    n, out_sp = x.shape[0], tuple(win.shape[2:2 + nd])
+    win = win.reshape(n, groups, 1, cg, *out_sp, *kernel)
+    win = win.permute(0, 1, 2, *range(4, 4 + nd), 3, *range(4 + nd, 4 + 2 * nd))
+    prod = win * g.reshape(n, groups, o // groups, *out_sp, *[1] * (nd + 1))
+    return prod.sum((0, *range(3, 3 + nd)), keepdim=True).reshape(shape)
 
 
 def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, nd: int,

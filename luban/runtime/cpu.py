@@ -1,11 +1,7 @@
 """The `cpu` device: kernels rendered to C by luban.codegen.c, compiled by the system C
 compiler into shared objects (cached on disk by compile_cache), called through ctypes
-(which releases the GIL). Buffers are 64-byte-aligned NumPy byte arrays.
-
-Pattern claims (Device.claim): a Gemm runs as NumPy's matmul on strided views of the
-buffers, i.e. in the OpenBLAS that NumPy's wheel bundles; no dependency beyond NumPy,
-and no extra copy where BLAS takes the strides. (scipy.linalg.blas.sgemm calls an
-OpenBLAS too, but needs scipy and Fortran-ordered arrays.)"""
+(which releases the GIL). Buffers are 64-byte-aligned NumPy byte arrays. Pattern claims
+(GEMMs and convolutions in OpenBLAS) are in cpu_blas.py."""
 from __future__ import annotations
 
 import ctypes
@@ -16,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import dtypes
-from . import compile_cache
+from . import compile_cache, cpu_blas
 from .device import Device
 
 ALIGN = 64  # a cache line, and the widest vector load
@@ -67,95 +63,6 @@ class CPUClaimed:
 # products (m = n = 1) stay generated: NumPy runs them one dot at a time on one thread,
 # the generated kernel shares them among threads.
 CLAIM_MIN_WORK = 1 << 15
-CONTRACTION_MIN_K = 4096  # see claim()
-
-
-def _strided(buf, dt: np.dtype, offset: int, shape: tuple, strides: tuple) -> tuple:
-    """(view, blas_ok): the (batch, rows, cols) array at element `offset` of `buf` with
-    element `strides`, and whether BLAS can read each matrix as it is. A size-1 dim gets
-    the stride that makes its matrix row- or column-major (its stride never matters)."""
-    _, rows, cols = shape
-    sb, sr, sc = strides
-    ok = False
-    for r_, c_ in (((cols if rows == 1 else sr), (1 if cols == 1 else sc)),  # row-major
-                   ((1 if rows == 1 else sr), (rows if cols == 1 else sc))):  # column-major
-        if (c_ == 1 and r_ >= cols) or (r_ == 1 and c_ >= rows):
-            sr, sc, ok = r_, c_, True
-            break
-    view = np.ndarray(shape, dt, buffer=buf, offset=offset * dt.itemsize,
-                      strides=(sb * dt.itemsize, sr * dt.itemsize, sc * dt.itemsize))
-    return view, ok
-
-
-def _gemm(g, bufs: list) -> None:
-    """out = a @ b by NumPy's matmul, which calls the BLAS NumPy bundles (OpenBLAS) when
-    every matrix has strides BLAS takes, else a slow loop: so an operand BLAS cannot read
-    in place is copied first, and an output it cannot write is written after."""
-    dt = np.dtype(g.dtype)
-    ops = []
-    for x, shape in ((g.a, (g.batch, g.m, g.k)), (g.b, (g.batch, g.k, g.n))):
-        view, ok = _strided(bufs[1 + x.index], dt, x.offset, shape, x.strides)
-        ops.append(view if ok else np.ascontiguousarray(view))
-    out, ok = _strided(bufs[0], dt, 0, (g.batch, g.m, g.n), g.out_strides)
-    if g.batch == 1:  # a 2-D matmul skips the gufunc's batch loop
-        ops, out = [x[0] for x in ops], out[0]
-    if ok:
-        np.matmul(*ops, out=out)
-    else:
-        out[...] = np.matmul(*ops)
-
-
-def _operand_view(v, sizes: tuple, dt: np.dtype, bufs: list) -> np.ndarray:
-    """A Contraction operand as a strided NumPy view (over a zero-padded copy if it has
-    one: np.pad once, instead of a guard per element)."""
-    if v.padded is not None:
-        p = v.padded
-        src = np.lib.stride_tricks.as_strided(_flat(bufs[1 + p.index], dt)[p.offset:], p.shape,
-                                              [s * dt.itemsize for s in p.strides])
-        flat = np.pad(src, p.pads).reshape(-1)
-    else:
-        flat = _flat(bufs[1 + v.index], dt)
-    return np.lib.stride_tricks.as_strided(flat[v.offset:], sizes, [s * dt.itemsize for s in v.strides],
-                                           writeable=False)
-
-
-def _flat(buf, dt: np.dtype) -> np.ndarray:
-    return buf[: len(buf) // dt.itemsize * dt.itemsize].view(dt)
-
-
-def _matrix(view: np.ndarray, strides: tuple, b_: list, rows: list, k_: list, other: list, sizes: tuple):
-    """An operand as a (batch, rows, k) array, copied into contiguous memory (the im2col)
-    in whichever of (batch, rows, k) or (batch, k, rows) order copies along the longer
-    unit-stride run of the source (a copy with an inner loop of 3 taps is slow)."""
-    view = view[tuple(0 if d in other else slice(None) for d in range(len(sizes)))]
-    keep = [d for d in range(len(sizes)) if d not in other]
-    pos = {d: i for i, d in enumerate(keep)}
-    size = lambda ds: int(np.prod([sizes[d] for d in ds], dtype=np.int64))
-    run = lambda ds: sizes[ds[-1]] if ds and abs(strides[ds[-1]]) == 1 else 0
-    if run(rows) > run(k_):  # k-major copy, read back transposed (BLAS takes either)
-        m = np.ascontiguousarray(view.transpose([pos[d] for d in b_ + k_ + rows]))
-        return m.reshape(size(b_), size(k_), size(rows)).transpose(0, 2, 1)
-    m = np.ascontiguousarray(view.transpose([pos[d] for d in b_ + rows + k_]))
-    return m.reshape(size(b_), size(rows), size(k_))
-
-
-def _contract(c, bufs: list) -> None:
-    """A Contraction as one batched matmul: each operand is permuted to (batch, rows, k)
-    and reshaped, which copies a windowed view into an im2col matrix."""
-    dt = np.dtype(c.dtype)
-    sizes, roles = c.sizes, c.roles
-    pick = lambda r: [d for d, x in enumerate(roles) if x == r]
-    b_, m_, n_, k_ = pick("b"), pick("m"), pick("n"), pick("k")
-    size = lambda ds: int(np.prod([sizes[d] for d in ds], dtype=np.int64))
-    a = _matrix(_operand_view(c.a, sizes, dt, bufs), c.a.strides, b_, m_, k_, n_, sizes)
-    b = _matrix(_operand_view(c.b, sizes, dt, bufs), c.b.strides, b_, n_, k_, m_, sizes).transpose(0, 2, 1)
-    out_dims = [d for d in range(len(sizes)) if roles[d] != "k"]
-    out = np.lib.stride_tricks.as_strided(_flat(bufs[0], dt), [sizes[d] for d in out_dims],
-                                          [s * dt.itemsize for s in c.out_strides])
-    pos = {d: i for i, d in enumerate(out_dims)}
-    out = out.transpose([pos[d] for d in b_ + m_ + n_])
-    res = np.matmul(a[0], b[0]) if len(a) == 1 else np.matmul(a, b)
-    out[...] = res.reshape(out.shape)
 
 
 class CPUDevice(Device):
@@ -193,26 +100,21 @@ class CPUDevice(Device):
         g = pattern
         if kind == "gemm":
             dims = {"b": g.batch, "m": g.m, "n": g.n, "k": g.k}
-            fn, name = _gemm, f"gemm_{g.dtype}_{g.batch}x{g.m}x{g.n}x{g.k}"
+            fn, name = cpu_blas.gemm, f"gemm_{g.dtype}_{g.batch}x{g.m}x{g.n}x{g.k}"
         else:
             dims = {r: int(np.prod([n for n, x in zip(g.sizes, g.roles) if x == r])) for r in "bmnk"}
-            fn, name = _contract, f"contract_{g.dtype}_{'x'.join(map(str, g.sizes))}_{g.roles}"
-            # the im2col copy costs more than a generated kernel with a short reduce takes
-            # (W2's forward conv, k = 288: 40 ms claimed vs 10 ms); a long reduce (a weight
-            # gradient, k = batch * pixels) is where generated code is slow (2-5 GFLOP/s)
-            if dims["k"] < CONTRACTION_MIN_K and dims["k"] <= dims["b"] * dims["m"] * dims["n"]:
-                return None
+            fn, name = cpu_blas.contract, f"contract_{g.dtype}_{'x'.join(map(str, g.sizes))}_{g.roles}"
         if dims["b"] * dims["m"] * dims["n"] * dims["k"] < CLAIM_MIN_WORK or \
                 (dims["m"] == 1 and dims["n"] == 1 and dims["b"] > 1):
             return None
         if g.epilogue is None:
-            return CPUClaimed(lambda bufs: fn(g, bufs), name)
+            return CPUClaimed(lambda bufs: fn(g, bufs, self), name)
         prog, global_size, local_size = g.epilogue
         nbytes = dims["b"] * dims["m"] * dims["n"] * np.dtype(g.dtype).itemsize
 
         def run(bufs):  # the GEMM into a buffer of its own, then the generated rest
             tmp = self.alloc(nbytes)
-            fn(g, [tmp] + bufs[1:])
+            fn(g, [tmp] + bufs[1:], self)
             self.launch(prog, bufs + [tmp], global_size, local_size)
         return CPUClaimed(run, name + "+epilogue")
 

@@ -18,11 +18,12 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
 from __future__ import annotations
 
 import heapq
+from math import prod
 from dataclasses import dataclass
 
 from ..codegen.kernel import Kernel, KNode
 from ..graph.lazy import LazyBuffer, toposort
-from ..graph.ops import ELEMENTWISE, REDUCE, Op
+from ..graph.ops import ELEMENTWISE, MOVEMENT, REDUCE, Op
 
 _ALWAYS = (Op.SCATTER_ADD, Op.CONTIGUOUS, Op.COPY)
 MAX_DEPTH = 200
@@ -153,12 +154,26 @@ class _Planner:
             if n.op is Op.CONST or n.op is Op.IOTA:
                 continue
             if crossed and self._summary(n)[1]:
-                self._materialize(n)
+                self._materialize(_view_base(n))
                 cut = True  # summaries above n changed
                 continue
             for i, s in enumerate(n.src):
                 stack.append((s, crossed or _broadcasts(n) or (n.op is Op.GATHER and i == 0)))
         return cut, {nid for nid, _ in seen}
+
+
+def _view_base(n: LazyBuffer) -> LazyBuffer:
+    """Where to materialize the work under a chain of movement ops that starts at n: the
+    node of the chain with the fewest elements, the deepest of those. There the work is
+    computed once, in its own layout, and the chain stays a view (a convolution's
+    windows over relu(bn(x)) read x's buffer, which a device may hand to BLAS, instead
+    of a copy in a half-windowed layout)."""
+    best, node = n, n
+    while node.op in MOVEMENT and node.src[0].buffer is None:
+        node = node.src[0]
+        if prod(node.shape) <= prod(best.shape):
+            best = node
+    return best
 
 
 def lower(root: LazyBuffer, mat: set) -> tuple[Kernel, list]:

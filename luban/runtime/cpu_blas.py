@@ -1,0 +1,242 @@
+"""The cpu device's pattern claims (see Device.claim): a recognized Gemm or Contraction
+runs as NumPy's matmul on views of the launch's buffers, i.e. in the OpenBLAS that
+NumPy's wheel bundles; no dependency beyond NumPy, and no extra copy where BLAS takes
+the strides. (scipy.linalg.blas.sgemm calls an OpenBLAS too, but needs scipy and
+Fortran-ordered arrays.)
+
+A Contraction's operands (a convolution's windows: im2col) are first gathered into
+matrices by `strided_copy`, a small OpenMP C routine: NumPy's copy of a 6-D strided view
+runs on one thread, 2-4x slower."""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+
+from . import compile_cache
+
+# dst[i] = src[i] over an N-d index space, both sides at element strides; rows (all but
+# the last dim) are shared among threads, each walking its rows with an odometer
+_COPY_SOURCE = r"""
+#include <string.h>
+#include <stdint.h>
+#include <omp.h>
+#define MAXD 16
+#define COPY(NAME, T) \
+void NAME(T *dst, const T *src, int nd, const long *size, const long *ds, const long *ss) { \
+  long inner = size[nd - 1], di = ds[nd - 1], si = ss[nd - 1], rows = 1; \
+  for (int d = 0; d < nd - 1; d++) rows *= size[d]; \
+  _Pragma("omp parallel if (rows * inner >= 65536)") \
+  { \
+    int nt = omp_get_num_threads(), t = omp_get_thread_num(); \
+    long r0 = rows * t / nt, r1 = rows * (t + 1) / nt, idx[MAXD], doff = 0, soff = 0, rem = r0; \
+    for (int d = nd - 2; d >= 0; d--) { \
+      idx[d] = rem % size[d]; rem /= size[d]; doff += idx[d] * ds[d]; soff += idx[d] * ss[d]; \
+    } \
+    for (long r = r0; r < r1; r++) { \
+      T *o = dst + doff; const T *s = src + soff; \
+      if (di == 1 && si == 1) memcpy(o, s, inner * sizeof(T)); \
+      else if (di == 1) for (long j = 0; j < inner; j++) o[j] = s[j * si]; \
+      else for (long j = 0; j < inner; j++) o[j * di] = s[j * si]; \
+      for (int d = nd - 2; d >= 0; d--) { \
+        doff += ds[d]; soff += ss[d]; \
+        if (++idx[d] < size[d]) break; \
+        doff -= ds[d] * size[d]; soff -= ss[d] * size[d]; idx[d] = 0; \
+      } \
+    } \
+  } \
+}
+COPY(luban_copy4, uint32_t)
+COPY(luban_copy8, uint64_t)
+"""
+_MAXD = 16
+_copy_fns: dict = {}
+_copy_lock = threading.Lock()
+
+
+def _copy_fn(itemsize: int, flags: tuple):
+    with _copy_lock:
+        if not _copy_fns:
+            lib = ctypes.CDLL(str(compile_cache.build(_COPY_SOURCE, flags)))
+            for n in (4, 8):
+                fn = getattr(lib, f"luban_copy{n}")
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 3
+                fn.restype = None
+                _copy_fns[n] = (fn, lib)
+    return _copy_fns[itemsize][0]
+
+
+def _merge_dims(size: list, ds: list, ss: list) -> tuple:
+    """Drop size-1 dims and merge neighbours that are one run on both sides: fewer
+    odometer steps, longer inner loops."""
+    out = [[n, a, b] for n, a, b in zip(size, ds, ss) if n != 1] or [[1, 1, 1]]
+    merged = [out[0]]
+    for n, a, b in out[1:]:
+        prev = merged[-1]
+        if prev[1] == a * n and prev[2] == b * n:
+            prev[0], prev[1], prev[2] = prev[0] * n, a, b
+        else:
+            merged.append([n, a, b])
+    return tuple(zip(*merged))
+
+
+def strided_copy(dst: np.ndarray, src: np.ndarray, flags: tuple) -> None:
+    """dst[...] = src for same-shape arrays of one 4- or 8-byte dtype, on all threads.
+    Strides may be negative or zero in src; dst must not overlap itself. The loops run
+    in the source's order (outer dims by falling source stride; the innermost stays the
+    destination's): an im2col reads each input pixel 9 times, from cache only if the
+    taps that read it are near each other in the loop (weight-gradient im2col: 11 ms in
+    the destination's order, 3 ms in the source's)."""
+    ds, ss = [s // dst.itemsize for s in dst.strides], [s // src.itemsize for s in src.strides]
+    outer = sorted(range(dst.ndim - 1), key=lambda d: -abs(ss[d]))
+    order = outer + [dst.ndim - 1] if dst.ndim else []
+    size, ds, ss = _merge_dims([dst.shape[d] for d in order], [ds[d] for d in order], [ss[d] for d in order])
+    if 0 in size:
+        return
+    if len(size) > _MAXD or dst.itemsize not in (4, 8) or dst.dtype != src.dtype:
+        dst[...] = src
+        return
+    arr = lambda xs: (ctypes.c_long * len(xs))(*xs)
+    _copy_fn(dst.itemsize, flags)(dst.ctypes.data, src.ctypes.data, len(size), arr(size), arr(ds), arr(ss))
+
+
+def _strided(buf, dt: np.dtype, offset: int, shape: tuple, strides: tuple) -> tuple:
+    """(view, blas_ok): the (batch, rows, cols) array at element `offset` of `buf` with
+    element `strides`, and whether BLAS can read each matrix as it is. A size-1 dim gets
+    the stride that makes its matrix row- or column-major (its stride never matters)."""
+    _, rows, cols = shape
+    sb, sr, sc = strides
+    ok = False
+    for r_, c_ in (((cols if rows == 1 else sr), (1 if cols == 1 else sc)),  # row-major
+                   ((1 if rows == 1 else sr), (rows if cols == 1 else sc))):  # column-major
+        if (c_ == 1 and r_ >= cols) or (r_ == 1 and c_ >= rows):
+            sr, sc, ok = r_, c_, True
+            break
+    view = np.ndarray(shape, dt, buffer=buf, offset=offset * dt.itemsize,
+                      strides=(sb * dt.itemsize, sr * dt.itemsize, sc * dt.itemsize))
+    return view, ok
+
+
+def gemm(g, bufs: list, dev) -> None:
+    """out = a @ b by NumPy's matmul, which calls BLAS when every matrix has strides
+    BLAS takes, else a slow loop: so an operand BLAS cannot read in place is copied
+    first, and an output it cannot write is written after."""
+    dt = np.dtype(g.dtype)
+    ops, held = [], []
+    for x, shape in ((g.a, (g.batch, g.m, g.k)), (g.b, (g.batch, g.k, g.n))):
+        view, ok = _strided(bufs[1 + x.index], dt, x.offset, shape, x.strides)
+        ops.append(view if ok else _gathered(view, dev, held))
+    out, ok = _strided(bufs[0], dt, 0, (g.batch, g.m, g.n), g.out_strides)
+    if g.batch == 1:  # a 2-D matmul skips the gufunc's batch loop
+        ops, out = [x[0] for x in ops], out[0]
+    if ok:
+        np.matmul(*ops, out=out)
+    else:
+        strided_copy(out, np.matmul(*ops), dev.FLAGS)
+    _release(held, dev)
+
+
+def _scratch(shape: list, dt: np.dtype, dev, held: list) -> np.ndarray:
+    """A row-major array in a buffer from the device's pool (fresh pages from the OS
+    cost a page fault each on first touch: ~10 ms per 75 MB im2col matrix), listed in
+    `held` for _release once the claim is done with it."""
+    n = int(np.prod(shape, dtype=np.int64))
+    held.append(dev.alloc(n * dt.itemsize))
+    return np.ndarray(shape, dt, buffer=held[-1])
+
+
+def _release(held: list, dev) -> None:
+    for buf in held:
+        dev.free(buf)
+
+
+def _gathered(view: np.ndarray, dev, held: list) -> np.ndarray:
+    out = _scratch(list(view.shape), view.dtype, dev, held)
+    strided_copy(out, view, dev.FLAGS)
+    return out
+
+
+def _flat(buf, dt: np.dtype) -> np.ndarray:
+    return buf[: len(buf) // dt.itemsize * dt.itemsize].view(dt)
+
+
+def _source(v, dt: np.dtype, bufs: list, dev, held: list) -> np.ndarray:
+    """The flat array a Contraction operand's offset and strides address: the input's
+    buffer, or the row-major zero-padded copy of its view that `padded` describes."""
+    if v.padded is None:
+        return _flat(bufs[1 + v.index], dt)
+    p = v.padded
+    src = np.lib.stride_tricks.as_strided(_flat(bufs[1 + p.index], dt)[p.offset:], p.shape,
+                                          [s * dt.itemsize for s in p.strides])
+    out = _scratch([n + a + b for n, (a, b) in zip(p.shape, p.pads)], dt, dev, held)
+    out.fill(0)
+    strided_copy(out[tuple(slice(a, a + n) for n, (a, _) in zip(p.shape, p.pads))], src, dev.FLAGS)
+    return out.reshape(-1)
+
+
+def _matrix(v, sizes: tuple, batch: list, rows: list, k_: list, dt, bufs, dev, held: list) -> np.ndarray:
+    """Operand `v` gathered into a (*batch, rows, k) array (size 1 in the batch dims it
+    does not vary in, which matmul broadcasts), copied in whichever of rows-inner or
+    k-inner order reads the source along the longer unit-stride run (a copy whose inner
+    loop is 3 taps is slow); the result may be a transposed view (BLAS takes either)."""
+    flat = _source(v, dt, bufs, dev, held)
+    st = v.strides
+    bshape = [sizes[d] if st[d] else 1 for d in batch]
+    size = lambda ds: int(np.prod([sizes[d] for d in ds], dtype=np.int64))
+    run = lambda ds: sizes[ds[-1]] if ds and abs(st[ds[-1]]) == 1 else 0
+    k_inner = run(k_) >= run(rows)
+    order = batch + (rows + k_ if k_inner else k_ + rows)
+    view = np.lib.stride_tricks.as_strided(flat[v.offset:], [sizes[d] if st[d] or d not in batch else 1 for d in order],
+                                           [st[d] * dt.itemsize for d in order], writeable=False)
+    m = _gathered(view, dev, held).reshape(bshape + ([size(rows), size(k_)] if k_inner else [size(k_), size(rows)]))
+    return m if k_inner else m.swapaxes(-1, -2)
+
+
+def contract(c, bufs: list, dev) -> None:
+    """A Contraction as one (broadcast-batched) matmul. The output is row-major over its
+    dims; its innermost run of one role (m or n) and the run of the other role before it
+    are the matrix, every dim outside is a batch dim: a convolution's (N, O, H, W) output
+    is N matrices (O, H*W) = weight (O, K) @ im2col (K, H*W), written in place."""
+    dt = np.dtype(c.dtype)
+    sizes, roles = c.sizes, c.roles
+    out_dims = [d for d in range(len(sizes)) if roles[d] != "k"]
+    k_ = [d for d in range(len(sizes)) if roles[d] == "k"]
+    inner = _run(out_dims, roles, len(out_dims))
+    outer = _run(out_dims, roles, len(out_dims) - len(inner)) if len(inner) < len(out_dims) else []
+    if not outer or "b" in (roles[inner[0]], roles[outer[0]]):
+        outer, inner = [], []  # no matrix in the output's layout: batch of (m, n), written after
+    batch = [d for d in out_dims if d not in inner + outer]
+    if inner:
+        rows_a, rows_b = (outer, inner) if roles[inner[0]] == "n" else (inner, outer)
+    else:
+        batch = [d for d in out_dims if roles[d] == "b"]
+        rows_a, rows_b = [d for d in out_dims if roles[d] == "m"], [d for d in out_dims if roles[d] == "n"]
+    held: list = []
+    a = _matrix(c.a, sizes, batch, rows_a, k_, dt, bufs, dev, held)
+    b = _matrix(c.b, sizes, batch, rows_b, k_, dt, bufs, dev, held).swapaxes(-1, -2)
+    size = lambda ds: int(np.prod([sizes[d] for d in ds], dtype=np.int64))
+    flat = _flat(bufs[0], dt)[:size(out_dims)]  # the output is row-major over out_dims
+    if inner:
+        mat = flat.reshape([sizes[d] for d in batch] + [size(outer), size(inner)])
+        if roles[inner[0]] == "n":
+            np.matmul(a, b, out=mat)
+        else:
+            np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=mat)
+        _release(held, dev)
+        return
+    shape = [sizes[d] for d in batch + rows_a + rows_b]
+    res = np.matmul(a, b)  # size 1 in batch dims neither operand varies in
+    res = np.broadcast_to(res, [sizes[d] for d in batch] + list(res.shape[-2:])).reshape(shape)
+    pos = {d: i for i, d in enumerate(out_dims)}
+    strided_copy(flat.reshape([sizes[d] for d in out_dims]).transpose([pos[d] for d in batch + rows_a + rows_b]),
+                 res, dev.FLAGS)
+    _release(held, dev)
+
+
+def _run(dims: list, roles: str, end: int) -> list:
+    """The longest run of dims[:end] ending at end - 1 whose roles are all the same."""
+    start = end
+    while start > 0 and roles[dims[start - 1]] == roles[dims[end - 1]]:
+        start -= 1
+    return dims[start:end]
