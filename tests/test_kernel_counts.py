@@ -99,3 +99,41 @@ def test_shared_subtree_reading_many_buffers_is_computed_once(inputs):
         np.testing.assert_allclose(outs[0].numpy(), ref.sum(0), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(outs[1].numpy(), ref.max(1), rtol=1e-6)
         np.testing.assert_allclose(outs[2].numpy(), (ref * 3).sum(1), rtol=1e-4, atol=1e-4)
+
+
+def _schedule_kernels(targets):
+    from luban.schedule.fusion import create_schedule
+    return [it.kernel for it in create_schedule([t.lazydata for t in targets]) if it.kernel is not None]
+
+
+def test_conv_of_an_expression_reads_it_unpadded_and_stays_a_contraction():
+    """relu(x * a + b) under a conv's windows is stored once at its own shape (not as a
+    half-windowed copy), so the forward, input- and weight-gradient kernels are all
+    contractions over plain buffers."""
+    from luban.codegen.patterns import Contraction, recognize
+    rng = np.random.default_rng(0)
+    x = luban.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32)).requires_grad_()
+    a, b = (luban.tensor(rng.standard_normal((1, 3, 1, 1)).astype(np.float32)) for _ in range(2))
+    w = luban.tensor(rng.standard_normal((5, 3, 3, 3)).astype(np.float32)).requires_grad_()
+    g = luban.tensor(rng.standard_normal((4, 5, 8, 8)).astype(np.float32))
+    y = luban.nn.functional.conv2d((x * a + b).relu(), w, padding=1)
+    (y * g).sum().backward()
+    ks = _schedule_kernels([y, x.grad, w.grad])
+    shapes = {k.ast.shape for k in ks}
+    assert all(len(s) <= 4 or sorted(s)[:len(s) - 4] == [1] * (len(s) - 4) for s in shapes), shapes
+    found = [recognize(k) for k in ks]
+    assert sum(isinstance(f[0], Contraction) for f in found if f) == 3, [k.name for k in ks]
+
+
+def test_matmul_of_merged_heads_stays_a_gemm():
+    """(probs @ v) with its heads merged back into rows, then a linear layer: the
+    attention output is stored in the merged layout, so the projection is a Gemm."""
+    from luban.codegen.patterns import Gemm, recognize
+    rng = np.random.default_rng(1)
+    p = luban.tensor(rng.standard_normal((1, 4, 32, 32)).astype(np.float32))
+    v = luban.tensor(rng.standard_normal((1, 4, 32, 16)).astype(np.float32))
+    w = luban.tensor(rng.standard_normal((48, 64)).astype(np.float32))
+    ctx = (p.softmax(-1) @ v).transpose(1, 2).reshape(1, 32, 64)
+    out = ctx @ w.T
+    ks = _schedule_kernels([out])
+    assert isinstance(recognize(ks[-1])[0], Gemm), [k.name for k in ks]

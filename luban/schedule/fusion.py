@@ -50,6 +50,7 @@ class _Planner:
         for n in self.order:  # a COPY's source is realized on its own device first
             if n.op is Op.COPY and n.buffer is None:
                 self.mat.add(id(n.src[0]))
+        self._fixed = set(self.mat)  # materialized whatever the rules below decide
         # reduce, work, depth, the buffers the inline tree reads (ids; capped)
         self._cost: dict[int, tuple[bool, bool, int, frozenset]] = {}
         self._pos = {id(n): i for i, n in enumerate(self.order)}
@@ -92,6 +93,9 @@ class _Planner:
         consumers, transitively, in topological order, stopping where nothing changed
         (one pass over the graph per cut made a W3 step's planning take seconds)."""
         self.mat.add(id(n))
+        self._update(n)
+
+    def _update(self, n: LazyBuffer) -> None:
         heap, queued = [self._pos[id(n)]], {id(n)}
         while heap:
             node = self.order[heapq.heappop(heap)]
@@ -124,7 +128,17 @@ class _Planner:
                     self._materialize(n)
                     grew = True
             if not grew:
+                self._drop_views()
                 return [n for n in self.order if id(n) in self.mat and n.buffer is None]
+
+    def _drop_views(self) -> None:
+        """A node the rules cut while work lay under it can be a bare view of buffers by
+        the end (a later cut took the work): a kernel copying it would be wasted."""
+        for n in self.order:
+            if id(n) in self.mat and id(n) not in self._fixed and n.op in MOVEMENT and \
+                    n.buffer is None and not self._summary(n.src[0])[1] and self._depth(n.src[0]) < MAX_DEPTH // 2:
+                self.mat.discard(id(n))
+                self._update(n)
 
     def _shared_cost(self, n: LazyBuffer, k: int) -> bool:
         """Whether n, inlined by k kernels, is worth computing once instead."""
@@ -164,14 +178,16 @@ class _Planner:
 
 def _view_base(n: LazyBuffer) -> LazyBuffer:
     """Where to materialize the work under a chain of movement ops that starts at n: the
-    node of the chain with the fewest elements, the deepest of those. There the work is
-    computed once, in its own layout, and the chain stays a view (a convolution's
-    windows over relu(bn(x)) read x's buffer, which a device may hand to BLAS, instead
-    of a copy in a half-windowed layout)."""
+    node of the chain with the fewest elements, the nearest to n of those. Past a PAD
+    (or an EXPAND) the work is computed once, unpadded, and the chain stays a view: a
+    convolution's windows over relu(bn(x)) read the buffer of relu(bn(x)), which a
+    device may hand to BLAS. Between nodes of equal size, the one nearest the consumer
+    stores the work in the layout the consumer reads (attention's heads merged back
+    into rows, a plain GEMM operand)."""
     best, node = n, n
     while node.op in MOVEMENT and node.src[0].buffer is None:
         node = node.src[0]
-        if prod(node.shape) <= prod(best.shape):
+        if prod(node.shape) < prod(best.shape):
             best = node
     return best
 
