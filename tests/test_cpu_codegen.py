@@ -326,6 +326,23 @@ def test_column_sum_is_shared_among_threads():
     assert re.search(r"double acc\d+\[32\]", body), src  # 128 outputs: 4 tiles of 32, one per iteration
 
 
+def test_adjacent_reduced_dims_read_as_one_run_are_one_loop():
+    """A sum over (N, H, W) of NCHW data (BatchNorm's statistics) loops over H*W at once;
+    summed dims that a load does not read as one run (a transposed view) keep their
+    loops, which a merged loop would have to address with // and %."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 4, 8, 16)).astype(np.float32)
+    plain = kernel(_reduce(Op.SUM, load(0, D.float32, x.shape), (0, 2, 3)), "bn_sum")
+    t = load(0, D.float32, x.shape)
+    t = N(Op.PERMUTE, (t,), (0, 1, 3, 2), D.float32, (6, 4, 16, 8))
+    transposed = kernel(_reduce(Op.SUM, t, (0, 2, 3)), "bn_sum_t")
+    check([(plain, [x], 1e-4), (transposed, [x], 1e-4)])
+    src = render(plain)[0]
+    assert re.search(r"for \(i64 r\d+ = 0; r\d+ < 128; r\d+\+\+\)", src) and "/ 16" not in src, src
+    src = render(transposed)[0]
+    assert "< 128;" not in src and re.search(r"< 16;", src) and re.search(r"< 8;", src), src
+
+
 # --- movement --------------------------------------------------------------------------
 
 def test_movement():

@@ -448,8 +448,9 @@ class _Renderer:
         if self.group and not any(b.reduce_loop for b in em.blocks):
             return self._group_reduce(node, idx, axes, acc, acc_t, init, combine)
         rvars = {a: var(em.fresh("r"), src.shape[a]) for a in axes}
-        loops = [r for r in rvars.values() if isinstance(r, Var)]
         inner = [rvars.get(k, i) for k, i in enumerate(idx)]
+        inner, rvars = _merge_reduce_dims(src, inner, rvars, em.fresh)
+        loops = [r for r in rvars.values() if isinstance(r, Var)]
 
         def accumulate(a: str) -> None:
             v = self.value(src, inner)
@@ -694,6 +695,54 @@ def _loads(node: KNode, idx: list) -> list:
         return _loads(node.src[1], idx) + _loads(node.src[0], [Var("_g", 1 << 62) if k == axis else i
                                                                for k, i in enumerate(idx)])
     return [a for s in node.src for a in _loads(s, idx)]
+
+
+def _merge_reduce_dims(src: KNode, inner: list, rvars: dict, fresh) -> tuple:
+    """Adjacent reduced dims that every load reads as one run become one loop (a BatchNorm
+    sum over (N, H, W) of NCHW data: one loop over H*W instead of an inner loop of W,
+    whose vectorized reduction is set up and folded once per W elements). A run is
+    merged only where no address would need // or % of the merged variable."""
+    axes = sorted(rvars)
+    for end in reversed(range(len(axes))):
+        start = end
+        while start > 0 and axes[start - 1] == axes[start] - 1:
+            start -= 1
+        run = axes[start:end + 1]
+        if len(run) < 2 or any(not isinstance(rvars.get(a), Var) for a in run):
+            continue
+        sizes = [rvars[a].n for a in run]
+        merged = var(fresh("r"), math.prod(sizes))
+        trial, step = list(inner), 1
+        for a, n in zip(reversed(run), reversed(sizes)):
+            trial[a] = (merged // step) % n if a != run[0] else merged // step
+            step *= n
+        if _affine_loads(src, trial, merged.name):
+            inner = trial
+            rvars = {a: r for a, r in rvars.items() if a not in run[1:]}
+            rvars[run[0]] = merged
+    return inner, rvars
+
+
+def _affine_loads(node: KNode, idx: list, name: str) -> bool:
+    """Whether every load under `node`, evaluated at `idx`, reads an address affine in
+    variable `name` (no // or % of it), through elementwise and movement ops only."""
+    stack, seen = [(node, idx)], set()
+    while stack:
+        n, ix = stack.pop()
+        key = (id(n), tuple(map(repr, ix)))
+        if key in seen:
+            continue
+        seen.add(key)
+        if n.op is Op.LOAD:
+            if stride(linearize(ix, n.shape), name) is None:
+                return False
+        elif n.op in MOVEMENT and n.op is not Op.PAD:
+            stack.append((n.src[0], _reshape(ix, n.shape, n.src[0].shape) if n.op is Op.RESHAPE else _move(n, ix)))
+        elif n.op in ELEMENTWISE:
+            stack.extend((s, ix) for s in n.src)
+        elif n.op is not Op.CONST:
+            return False  # a PAD's guard, a nested reduce, a gather, an iota: keep the loops
+    return True
 
 
 def _move(node: KNode, idx: list) -> list:
