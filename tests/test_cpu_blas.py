@@ -9,6 +9,7 @@ import pytest
 
 from luban.codegen.patterns import Contraction, Padded, View
 from luban.runtime import get_device
+from luban.runtime import cpu_blas
 from luban.runtime.cpu_blas import contract, strided_copy
 
 pytestmark = pytest.mark.xdist_group("patterns")
@@ -63,11 +64,15 @@ ROLE_ORDERS = sorted({"".join(p) for p in itertools.permutations("bmnk")}) + \
     ["mnk", "nmk", "kmn", "bbmnk", "mbnk", "mmnnk", "nmmkk", "mnmkk", "kbnmb", "mmk"[:2] + "nkk"]
 
 
+@pytest.mark.parametrize("chunk", ["whole", "chunked"])
 @pytest.mark.parametrize("roles", ROLE_ORDERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_contract_every_layout(roles, dtype, cpu):
+def test_contract_every_layout(roles, dtype, chunk, cpu, monkeypatch):
     """Each operand is a permuted view of its own buffer (strides in any order); the
-    output is row-major over the non-k dims in their order."""
+    output is row-major over the non-k dims in their order. "chunked": the im2col slices
+    are a few elements, so the output's first batch dim is done in uneven pieces."""
+    if chunk == "chunked":
+        monkeypatch.setattr(cpu_blas, "CHUNK_BYTES", 3 * 8 * 7)
     rng = np.random.default_rng(len(roles))
     sizes = tuple(int(s) for s in rng.integers(2, 6, len(roles)))
     sa, sb, so = _einsum_spec(roles)

@@ -175,22 +175,28 @@ def _source(v, dt: np.dtype, bufs: list, dev, held: list) -> np.ndarray:
     return out.reshape(-1)
 
 
-def _matrix(v, sizes: tuple, batch: list, rows: list, k_: list, dt, bufs, dev, held: list) -> np.ndarray:
-    """Operand `v` gathered into a (*batch, rows, k) array (size 1 in the batch dims it
-    does not vary in, which matmul broadcasts), copied in whichever of rows-inner or
-    k-inner order reads the source along the longer unit-stride run (a copy whose inner
-    loop is 3 taps is slow); the result may be a transposed view (BLAS takes either)."""
-    flat = _source(v, dt, bufs, dev, held)
-    st = v.strides
+def _matrix(flat: np.ndarray, st: tuple, offset: int, sizes: tuple, batch: list, rows: list, k_: list, dev,
+            held: list) -> np.ndarray:
+    """The operand at element `offset` + sum of `st`[d] * i_d of `flat`, gathered into a
+    (*batch, rows, k) array (size 1 in the batch dims it does not vary in, which matmul
+    broadcasts), copied in whichever of rows-inner or k-inner order reads the source
+    along the longer unit-stride run (a copy whose inner loop is 3 taps is slow); the
+    result may be a transposed view (BLAS takes either)."""
     bshape = [sizes[d] if st[d] else 1 for d in batch]
     size = lambda ds: int(np.prod([sizes[d] for d in ds], dtype=np.int64))
     run = lambda ds: sizes[ds[-1]] if ds and abs(st[ds[-1]]) == 1 else 0
     k_inner = run(k_) >= run(rows)
     order = batch + (rows + k_ if k_inner else k_ + rows)
-    view = np.lib.stride_tricks.as_strided(flat[v.offset:], [sizes[d] if st[d] or d not in batch else 1 for d in order],
-                                           [st[d] * dt.itemsize for d in order], writeable=False)
+    view = np.lib.stride_tricks.as_strided(flat[offset:], [sizes[d] if st[d] or d not in batch else 1 for d in order],
+                                           [st[d] * flat.itemsize for d in order], writeable=False)
     m = _gathered(view, dev, held).reshape(bshape + ([size(rows), size(k_)] if k_inner else [size(k_), size(rows)]))
     return m if k_inner else m.swapaxes(-1, -2)
+
+
+# An im2col matrix is gathered and multiplied a slice of the output's first batch dim at a
+# time, this many bytes or so: the slice is still in cache when BLAS packs it (W2's
+# forward conv: 75 MB gathered whole, then read back by the GEMM from memory)
+CHUNK_BYTES = 4 << 20
 
 
 def contract(c, bufs: list, dev) -> None:
@@ -213,24 +219,39 @@ def contract(c, bufs: list, dev) -> None:
         batch = [d for d in out_dims if roles[d] == "b"]
         rows_a, rows_b = [d for d in out_dims if roles[d] == "m"], [d for d in out_dims if roles[d] == "n"]
     held: list = []
-    a = _matrix(c.a, sizes, batch, rows_a, k_, dt, bufs, dev, held)
-    b = _matrix(c.b, sizes, batch, rows_b, k_, dt, bufs, dev, held).swapaxes(-1, -2)
+    ops = [(_source(v, dt, bufs, dev, held), v.strides, v.offset, rows) for v, rows in ((c.a, rows_a), (c.b, rows_b))]
     size = lambda ds: int(np.prod([sizes[d] for d in ds], dtype=np.int64))
     flat = _flat(bufs[0], dt)[:size(out_dims)]  # the output is row-major over out_dims
-    if inner:
-        mat = flat.reshape([sizes[d] for d in batch] + [size(outer), size(inner)])
-        if roles[inner[0]] == "n":
-            np.matmul(a, b, out=mat)
-        else:
-            np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=mat)
+    if not inner:
+        a, b = (_matrix(f, st, off, sizes, batch, rows, k_, dev, held) for f, st, off, rows in ops)
+        shape = [sizes[d] for d in batch + rows_a + rows_b]
+        res = np.matmul(a, b.swapaxes(-1, -2))  # size 1 in batch dims neither operand varies in
+        res = np.broadcast_to(res, [sizes[d] for d in batch] + list(res.shape[-2:])).reshape(shape)
+        pos = {d: i for i, d in enumerate(out_dims)}
+        strided_copy(flat.reshape([sizes[d] for d in out_dims]).transpose([pos[d] for d in batch + rows_a + rows_b]),
+                     res, dev.FLAGS)
         _release(held, dev)
         return
-    shape = [sizes[d] for d in batch + rows_a + rows_b]
-    res = np.matmul(a, b)  # size 1 in batch dims neither operand varies in
-    res = np.broadcast_to(res, [sizes[d] for d in batch] + list(res.shape[-2:])).reshape(shape)
-    pos = {d: i for i, d in enumerate(out_dims)}
-    strided_copy(flat.reshape([sizes[d] for d in out_dims]).transpose([pos[d] for d in batch + rows_a + rows_b]),
-                 res, dev.FLAGS)
+    mat = flat.reshape([sizes[d] for d in batch] + [size(outer), size(inner)])
+    first = batch[0] if batch else None
+    # operands that do not vary along the chunked dim are gathered once
+    fixed = [None if first is not None and st[first] else _matrix(f, st, off, sizes, batch, rows, k_, dev, held)
+             for f, st, off, rows in ops]
+    per = sum(size(rows + k_) for (_, st, _, rows), m in zip(ops, fixed) if m is None) * dt.itemsize
+    n = sizes[first] if first is not None else 1
+    step = n if per == 0 else max(1, min(n, CHUNK_BYTES // per))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        sub = tuple(hi - lo if d == first else x for d, x in enumerate(sizes))
+        part: list = []
+        a, b = (m if m is not None else _matrix(f, st, off + lo * st[first], sub, batch, rows, k_, dev, part)
+                for m, (f, st, off, rows) in zip(fixed, ops))
+        out = mat if first is None else mat[lo:hi]
+        if roles[inner[0]] == "n":
+            np.matmul(a, b.swapaxes(-1, -2), out=out)
+        else:
+            np.matmul(b, a.swapaxes(-1, -2), out=out)
+        _release(part, dev)
     _release(held, dev)
 
 
