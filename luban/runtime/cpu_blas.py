@@ -170,8 +170,10 @@ def _source(v, dt: np.dtype, bufs: list, dev, held: list) -> np.ndarray:
     src = np.lib.stride_tricks.as_strided(_flat(bufs[1 + p.index], dt)[p.offset:], p.shape,
                                           [s * dt.itemsize for s in p.strides])
     out = _scratch([n + a + b for n, (a, b) in zip(p.shape, p.pads)], dt, dev, held)
-    out.fill(0)
     strided_copy(out[tuple(slice(a, a + n) for n, (a, _) in zip(p.shape, p.pads))], src, dev.FLAGS)
+    for d, (n, (a, b)) in enumerate(zip(p.shape, p.pads)):  # zero the border only
+        out[(slice(None),) * d + (slice(0, a),)] = 0
+        out[(slice(None),) * d + (slice(a + n, None),)] = 0
     return out.reshape(-1)
 
 
