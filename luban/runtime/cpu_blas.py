@@ -195,10 +195,10 @@ def _matrix(flat: np.ndarray, st: tuple, offset: int, sizes: tuple, batch: list,
     return m if k_inner else m.swapaxes(-1, -2)
 
 
-# An im2col matrix is gathered and multiplied a slice of the output's first batch dim at a
-# time, this many bytes or so: the slice is still in cache when BLAS packs it (W2's
-# forward conv: 75 MB gathered whole, then read back by the GEMM from memory)
-CHUNK_BYTES = 4 << 20
+# An im2col matrix is gathered and multiplied a slice at a time, this many bytes or so:
+# the slice is still in cache when BLAS packs it (W2's forward conv: 75 MB gathered
+# whole, then read back by the GEMM from memory)
+CHUNK_BYTES = 8 << 20
 
 
 def contract(c, bufs: list, dev) -> None:
@@ -235,12 +235,15 @@ def contract(c, bufs: list, dev) -> None:
         _release(held, dev)
         return
     mat = flat.reshape([sizes[d] for d in batch] + [size(outer), size(inner)])
-    first = batch[0] if batch else None
-    # operands that do not vary along the chunked dim are gathered once
+    # slices along the output's first batch dim, else along the first summed dim, whose
+    # partial products are added up (a weight gradient: a sum over the batch's images)
+    first = batch[0] if batch else k_[0] if k_ else None
+    summed = first is not None and not batch
     fixed = [None if first is not None and st[first] else _matrix(f, st, off, sizes, batch, rows, k_, dev, held)
-             for f, st, off, rows in ops]
-    per = sum(size(rows + k_) for (_, st, _, rows), m in zip(ops, fixed) if m is None) * dt.itemsize
+             for f, st, off, rows in ops]  # operands that do not vary along the slices: gathered once
     n = sizes[first] if first is not None else 1
+    per = sum(size(rows + k_) for (_, st, _, rows), m in zip(ops, fixed) if m is None) * dt.itemsize
+    per = per // n if summed else per
     step = n if per == 0 else max(1, min(n, CHUNK_BYTES // per))
     for lo in range(0, n, step):
         hi = min(n, lo + step)
@@ -248,11 +251,12 @@ def contract(c, bufs: list, dev) -> None:
         part: list = []
         a, b = (m if m is not None else _matrix(f, st, off + lo * st[first], sub, batch, rows, k_, dev, part)
                 for m, (f, st, off, rows) in zip(fixed, ops))
-        out = mat if first is None else mat[lo:hi]
-        if roles[inner[0]] == "n":
-            np.matmul(a, b.swapaxes(-1, -2), out=out)
+        out = mat if first is None or summed else mat[lo:hi]
+        x, y = (a, b.swapaxes(-1, -2)) if roles[inner[0]] == "n" else (b, a.swapaxes(-1, -2))
+        if summed and lo > 0:
+            out += np.matmul(x, y)
         else:
-            np.matmul(b, a.swapaxes(-1, -2), out=out)
+            np.matmul(x, y, out=out)
         _release(part, dev)
     _release(held, dev)
 
