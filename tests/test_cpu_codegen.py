@@ -532,7 +532,7 @@ def test_cache_dir_from_xdg(tmp_path, monkeypatch):
 def test_corrupt_entry_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("LUBAN_CACHE_DIR", str(tmp_path))
     k, src = _tiny("corrupt_so")
-    so = compile_cache.build(src[0], CPUDevice.FLAGS)
+    so = compile_cache.build(src[0], CPUDevice().FLAGS)
     good = so.read_bytes()
     so.write_bytes(good[: len(good) // 2])  # truncated: the checksum no longer matches
     assert _runs(CPUDevice(), k, src)
@@ -542,7 +542,7 @@ def test_corrupt_entry_is_rebuilt(tmp_path, monkeypatch):
 def test_unloadable_entry_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("LUBAN_CACHE_DIR", str(tmp_path))
     k, src = _tiny("unloadable_so")
-    so = compile_cache.build(src[0], CPUDevice.FLAGS)
+    so = compile_cache.build(src[0], CPUDevice().FLAGS)
     good = so.read_bytes()
     so.write_bytes(b"not an ELF file")  # with a matching checksum: only dlopen can tell
     so.with_suffix(".sha256").write_text(__import__("hashlib").sha256(b"not an ELF file").hexdigest())
@@ -565,7 +565,7 @@ def test_compile_error_shows_compiler_output():
         CPUDevice().compile("void f(void) { return y; }", "f")
 
 
-def test_concurrent_processes_compile_same_source(tmp_path):
+def test_concurrent_processes_compile_same_source(tmp_path, monkeypatch):
     script = """
 import numpy as np
 from luban.codegen import c
@@ -590,7 +590,10 @@ assert res.tolist() == [0, 1, 4], res
              for _ in range(2)]
     errors = [p.communicate()[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
-    assert len(list(tmp_path.glob("*.so"))) == 1
+    from luban.runtime import cpu
+    monkeypatch.setenv("LUBAN_CACHE_DIR", str(tmp_path))  # the probe of the kernel flags is
+    probe = compile_cache.build(cpu._PROBE, cpu.compile_flags())  # cached there too: a hit here
+    assert len([p for p in tmp_path.glob("*.so") if p != probe]) == 1
 
 
 def test_zero_size_buffers_and_alignment():
@@ -661,3 +664,34 @@ def test_exp2_below_vector_range_is_exact_and_takes_the_fast_path():
     fin = ~np.isnan(want)
     np.testing.assert_array_max_ulp(got[fin], want[fin], maxulp=4)
     assert "luban_exp2f" in render(k)[0]
+
+
+def test_kernels_compile_without_libmvec_where_it_does_not_link(monkeypatch):
+    """A C library without libmvec (musl, macOS): the flags probe drops it, and a kernel
+    calling exp2 still compiles and gives exp2's values (scalar calls)."""
+    from luban.runtime import cpu
+    monkeypatch.setattr(cpu, "LIBMVEC_FLAGS", ("-DLUBAN_LIBMVEC", "-lluban_no_such_library"))
+    flags = cpu.compile_flags()
+    assert flags == cpu.BASE_FLAGS
+    assert cpu.CPUDevice().FLAGS == cpu.BASE_FLAGS
+    dev = cpu.CPUDevice()
+    x = np.linspace(-20, 20, 1001).astype(np.float32)
+    k = kernel(N(Op.EXP2, (load(0, D.float32, x.shape),), None, D.float32, x.shape), "exp2_no_mvec")
+    src, name = render(k)
+    lib = compile_cache.build(src, flags)
+    assert lib.exists()
+    out = dev.alloc(x.nbytes)
+    inp = dev.alloc(x.nbytes)
+    dev.copyin(inp, x)
+    dev.launch(dev.compile(src, name), [out, inp])
+    got = np.empty_like(x)
+    dev.copyout(got, out)
+    np.testing.assert_array_max_ulp(got, np.exp2(x.astype(np.float64)).astype(np.float32), maxulp=1)
+
+
+def test_kernels_link_libmvec_on_glibc():
+    from luban.runtime import cpu
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("libmvec is glibc's")
+    assert cpu.compile_flags()[-len(cpu.LIBMVEC_FLAGS):] == cpu.LIBMVEC_FLAGS

@@ -136,7 +136,8 @@ def _compile(source: str, flags, d: Path) -> bytes:
                                f"with flags {' '.join(flags)}:\n{proc.stderr.strip()}")
         return Path(out).read_bytes()
     finally:
-        os.unlink(out)
+        if os.path.exists(out):  # a failed link deletes it (the CompileError must surface)
+            os.unlink(out)
 
 
 def _write_atomic(path: Path, data: bytes, d: Path) -> None:

@@ -5,6 +5,7 @@ compiler into shared objects (cached on disk by compile_cache), called through c
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -65,19 +66,41 @@ class CPUClaimed:
 CLAIM_MIN_WORK = 1 << 15
 
 
+# no -ffast-math: kernels must keep nan/inf and the reference's rounding (hence no
+# contraction into fma). Floating-point traps are never enabled, so ops may be
+# speculated (-fno-trapping-math lets branchless code vectorize); -fwrapv makes integer
+# overflow wrap as numpy's does. gcc 12's SLP vectorizer miscompiles max reductions of
+# comparison results (bools widened to 0xff), so only loops vectorize
+BASE_FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+              "-ffp-contract=off", "-fwrapv", "-fno-tree-slp-vectorize", "-std=gnu11")
+# glibc's vector math library: loops calling exp2f/log2f/sinf vectorize (codegen/c.py)
+LIBMVEC_FLAGS = ("-DLUBAN_LIBMVEC", "-Wl,--no-as-needed", "-lmvec")
+_PROBE = "#include <math.h>\nfloat luban_probe(float x) { return exp2f(x); }\n"
+
+
+def compile_flags() -> tuple:
+    """The compiler flags of kernels: with libmvec where the compiler links it (glibc),
+    else without (musl, macOS: scalar math calls, same results)."""
+    return _flags_for(compile_cache.compiler(), LIBMVEC_FLAGS)
+
+
+@functools.lru_cache(maxsize=None)
+def _flags_for(compiler: tuple, libmvec: tuple) -> tuple:
+    try:
+        compile_cache.build(_PROBE, BASE_FLAGS + libmvec)  # cached on disk once it builds
+    except compile_cache.CompileError:
+        return BASE_FLAGS
+    return BASE_FLAGS + libmvec
+
+
 class CPUDevice(Device):
     name = "cpu"
     renderer = "c"
     dtypes = frozenset(dtypes.ALL)
     caps = {"float64": True}
-    # no -ffast-math: kernels must keep nan/inf and the reference's rounding (hence no
-    # contraction into fma). Floating-point traps are never enabled, so ops may be
-    # speculated (-fno-trapping-math lets branchless code vectorize); -fwrapv makes
-    # integer overflow wrap as numpy's does. gcc 12's SLP vectorizer miscompiles max
-    # reductions of comparison results (bools widened to 0xff), so only loops vectorize
-    FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno",
-             "-fno-trapping-math", "-ffp-contract=off", "-fwrapv", "-fno-tree-slp-vectorize",
-             "-std=gnu11", "-DLUBAN_LIBMVEC", "-Wl,--no-as-needed", "-lmvec")
+    @property
+    def FLAGS(self) -> tuple:  # noqa: N802 (a constant for the life of the process)
+        return compile_flags()
 
     # Freed buffers wait here, by size, for the next alloc of that size: a training step
     # allocates the same sizes every step, and fresh large allocations are fresh pages
