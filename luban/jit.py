@@ -201,6 +201,7 @@ class _Tape:
             ref[id(it.out)] = ("s", len(rec.uploads) + len(self.items))
             self.items.append((it.kernel, it.out.dtype, it.out.shape, it.out.device, ins))
         self.rng_advance = rng_advance
+        self.programs = None  # per item: (device, program, global size, local size)
         # rebound state: tensors whose node changed (end walk ordinals == start walk's)
         outs = [(k, t.lazydata) for k, t in enumerate(end.tensors)
                 if k >= len(start_nodes) or t.lazydata is not start_nodes[k]]
@@ -285,9 +286,15 @@ class _Tape:
             if kind == "a":
                 return tensors[r[1]].lazydata
             return self.fixed[r[1]]
-        for kernel, dtype, shape, device, ins in self.items:
+        if self.programs is None:  # resolved on the first replay, not per launch
+            self.programs = [None if k is None else _run.resolve(d, k) for k, _, _, d, _ in self.items]
+        plain = not debug.timing and debug.level() == 0  # else the full path logs and times
+        for (kernel, dtype, shape, device, ins), prog in zip(self.items, self.programs):
             out = LazyBuffer(Op.CONTIGUOUS, (), None, dtype, shape, device)
-            _run._run_item(ScheduleItem(out, kernel, [get(r) for r in ins]))
+            if prog is not None and plain:
+                _run.launch_resolved(prog, out, [get(r) for r in ins])
+            else:
+                _run._run_item(ScheduleItem(out, kernel, [get(r) for r in ins]))
             slots.append(out)
         built: list[LazyBuffer] = []
         for t in self.template:

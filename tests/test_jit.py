@@ -162,3 +162,24 @@ def test_replay_launches_the_same_kernels_without_scheduling(monkeypatch):
         counts[name] = (debug.kernel_count(), scheduled)
     assert counts["jit"][0] == counts["eager"][0] > 0
     assert counts["jit"][1] == 0 < counts["eager"][1]  # a replay never schedules
+
+
+def test_replay_is_profiled_like_eager():
+    """A replay launches resolved programs directly, but under luban.profile it takes the
+    timed path: every launched kernel is an event, with the same names as eager's."""
+    _, eager_step = setup("mlp", "sgd")
+    _, step = setup("mlp", "sgd")
+    jitted = luban.jit(step)
+    x, y = data("mlp")
+    for _ in range(8):
+        jitted(x, y).item()
+    assert jitted.stats["replays"] >= 1
+    names = {}
+    for name, fn in (("eager", eager_step), ("jit", jitted)):
+        fn(x, y).item()
+        debug.reset_kernel_count()
+        with luban.profile() as prof:
+            fn(x, y).item()
+        names[name] = sorted(e.name for e in prof.events if e.kind == "kernel")
+        assert len(names[name]) == debug.kernel_count() > 0
+    assert names["jit"] == names["eager"]

@@ -142,6 +142,23 @@ def _run_item(it: ScheduleItem) -> None:
     out.op, out.src, out.arg = Op.BUFFER, (), None
 
 
+def resolve(device: str, kernel) -> tuple:
+    """(device, program, global size, local size) that runs `kernel` on `device` now."""
+    dev = get_device(device)
+    return (dev,) + tuple(_program(dev, kernel))
+
+
+def launch_resolved(resolved: tuple, out: LazyBuffer, inputs: list) -> None:
+    """_run_item for a program resolved before (luban.jit's replay): no lookups, no
+    timing or logging (the caller takes _run_item while either is on)."""
+    dev, prog, global_size, local_size = resolved
+    buf = DeviceBuffer(dev, out.numel * out.dtype.itemsize)
+    dev.launch(prog, [buf.handle] + [i.buffer.handle for i in inputs], global_size, local_size)
+    debug.count_kernel()
+    out.buffer = buf
+    out.op, out.src, out.arg = Op.BUFFER, (), None
+
+
 # luban.jit's capture hook: sees every schedule, upload and host read while it records
 _recorder = None
 
