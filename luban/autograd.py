@@ -156,26 +156,54 @@ class Sigmoid(Function):
         return g.alu(Op.MUL, self.out.alu(Op.MUL, one_minus))
 
 
+def _erf(x: LazyBuffer) -> LazyBuffer:
+    """Abramowitz-Stegun 7.1.26, |error| < 1.5e-7."""
+    ax = x.alu(Op.MAX, x.alu(Op.NEG))
+    t = _c(x, 1).alu(Op.ADD, ax.alu(Op.MUL, _c(x, 0.3275911))).alu(Op.RECIP)
+    poly = _c(x, 1.061405429)
+    for coef in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly = poly.alu(Op.MUL, t).alu(Op.ADD, _c(x, coef))
+    poly = poly.alu(Op.MUL, t)
+    e = ax.alu(Op.MUL, ax).alu(Op.NEG).alu(Op.MUL, _c(x, 1 / math.log(2))).alu(Op.EXP2)
+    y = _c(x, 1).alu(Op.ADD, poly.alu(Op.MUL, e).alu(Op.NEG))
+    neg = x.alu(Op.CMPLT, _c(x, 0))
+    return neg.alu(Op.WHERE, y.alu(Op.NEG), y)
+
+
+def _exp_neg_sq(x: LazyBuffer, scale: float) -> LazyBuffer:
+    """exp(-scale * x^2)."""
+    return x.alu(Op.MUL, x).alu(Op.MUL, _c(x, -scale / math.log(2))).alu(Op.EXP2)
+
+
 class Erf(Function):
-    """Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7) forward, exact derivative backward."""
+    """_erf forward, exact derivative backward."""
 
     def forward(self, x):
         self.x = x
-        ax = x.alu(Op.MAX, x.alu(Op.NEG))
-        t = _c(x, 1).alu(Op.ADD, ax.alu(Op.MUL, _c(x, 0.3275911))).alu(Op.RECIP)
-        poly = _c(x, 1.061405429)
-        for coef in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-            poly = poly.alu(Op.MUL, t).alu(Op.ADD, _c(x, coef))
-        poly = poly.alu(Op.MUL, t)
-        e = ax.alu(Op.MUL, ax).alu(Op.NEG).alu(Op.MUL, _c(x, 1 / math.log(2))).alu(Op.EXP2)
-        y = _c(x, 1).alu(Op.ADD, poly.alu(Op.MUL, e).alu(Op.NEG))
-        neg = x.alu(Op.CMPLT, _c(x, 0))
-        return neg.alu(Op.WHERE, y.alu(Op.NEG), y)
+        return _erf(x)
+
+    def backward(self, g):
+        return g.alu(Op.MUL, _exp_neg_sq(self.x, 1.0).alu(Op.MUL, _c(self.x, 2 / math.sqrt(math.pi))))
+
+
+class Gelu(Function):
+    """x * Phi(x), Phi the normal CDF, with its backward in one expression: g * (Phi(x) +
+    x * phi(x)). Composed, autograd splits the backward over three kernels of the FFN's
+    size (each recomputing erf) in a transformer step."""
+
+    def forward(self, x):
+        self.x = x
+        return x.alu(Op.MUL, _cdf(x))
 
     def backward(self, g):
         x = self.x
-        e = x.alu(Op.MUL, x).alu(Op.NEG).alu(Op.MUL, _c(x, 1 / math.log(2))).alu(Op.EXP2)
-        return g.alu(Op.MUL, e.alu(Op.MUL, _c(x, 2 / math.sqrt(math.pi))))
+        pdf = _exp_neg_sq(x, 0.5).alu(Op.MUL, _c(x, 1 / math.sqrt(2 * math.pi)))
+        return g.alu(Op.MUL, _cdf(x).alu(Op.ADD, x.alu(Op.MUL, pdf)))
+
+
+def _cdf(x: LazyBuffer) -> LazyBuffer:
+    """The standard normal CDF: (1 + erf(x / sqrt 2)) / 2."""
+    return _c(x, 0.5).alu(Op.MUL, _c(x, 1).alu(Op.ADD, _erf(x.alu(Op.MUL, _c(x, 1 / math.sqrt(2))))))
 
 
 class Cast(Function):

@@ -137,3 +137,29 @@ def test_matmul_of_merged_heads_stays_a_gemm():
     out = ctx @ w.T
     ks = _schedule_kernels([out])
     assert isinstance(recognize(ks[-1])[0], Gemm), [k.name for k in ks]
+
+
+def test_gelu_mlp_training_step_has_two_hidden_size_elementwise_kernels():
+    """A transformer MLP (Linear, GELU, Linear) trained with AdamW: of the kernels the
+    size of the hidden layer, two are elementwise (GELU's output, and its gradient as
+    one expression, GELU having its own backward rule; composed, autograd's pieces of
+    that gradient were three kernels, each recomputing erf)."""
+    luban.manual_seed(0)
+    rng = np.random.default_rng(0)
+    c, hidden = 32, 128
+    mlp = luban.nn.Sequential(luban.nn.Linear(c, hidden), luban.nn.GELU(), luban.nn.Linear(hidden, c))
+    opt = luban.optim.AdamW(mlp.parameters(), lr=1e-3)
+    x = luban.tensor(rng.standard_normal((4, 16, c)).astype(np.float32))
+    for _ in range(2):
+        with luban.profile() as prof:
+            h = x + mlp(x)
+            loss = (h * h).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss.item()
+    names = [e.name for e in prof.events if e.kind == "kernel"]
+    dims = lambda n: n.split("_")[1].split("x")
+    hidden_size = [n for n in names if n.startswith("elementwise_") and "scalar" not in n and
+                   np.prod([int(s) for s in dims(n)]) == 4 * 16 * hidden]
+    assert len(hidden_size) == 2, names

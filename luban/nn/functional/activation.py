@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ... import autograd as _autograd
 from ...tensor import Tensor, where
 
 __all__ = ["relu", "sigmoid", "tanh", "gelu", "silu", "softplus", "leaky_relu", "elu", "hardtanh", "softmax",
@@ -27,7 +28,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         return 0.5 * input * (1 + inner.tanh())
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return 0.5 * input * (1 + (input * (1 / math.sqrt(2))).erf())
+    return input._float_unary(_autograd.Gelu)
 
 
 def silu(input: Tensor) -> Tensor:
