@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ml_dtypes
 
-from ...autograd import no_grad
+from ...autograd import Function, no_grad
 from ...schedule import realize
 from ...tensor import Tensor
 
@@ -15,6 +15,30 @@ def _moments(x: Tensor, axes: tuple) -> tuple:
     mean = x.mean(axes, keepdim=True)
     diff = x - mean
     return mean, diff, (diff * diff).mean(axes, keepdim=True)
+
+
+class _Normalize(Function):
+    """(x - mean) / sqrt(var + eps) over `axes`, with its backward as one expression:
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)). Composed, autograd's graph through
+    the mean and the variance costs two more passes over x's size (a transformer step
+    runs one per LayerNorm)."""
+
+    def forward(self, x, axes, eps):
+        _, diff, var = _moments(Tensor._wrap(x), axes)
+        rstd = (var + eps).rsqrt()
+        xhat = diff * rstd
+        self.xhat, self.rstd, self.axes = xhat.lazydata, rstd.lazydata, axes
+        return self.xhat
+
+    def backward(self, g):
+        g, xhat, rstd = Tensor._wrap(g), Tensor._wrap(self.xhat), Tensor._wrap(self.rstd)
+        mean_g = g.mean(self.axes, keepdim=True)
+        mean_gx = (g * xhat).mean(self.axes, keepdim=True)
+        return (rstd * (g - mean_g - xhat * mean_gx)).lazydata
+
+
+def _normalize(x: Tensor, axes: tuple, eps: float) -> Tensor:
+    return Tensor._apply(_Normalize, x, axes=axes, eps=eps)
 
 
 def _affine(out: Tensor, weight, bias, shape: tuple) -> Tensor:
@@ -83,8 +107,7 @@ def _normalized_shape(input: Tensor, normalized_shape, op: str) -> tuple:
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     ns = _normalized_shape(input, normalized_shape, "layer_norm")
-    _, diff, var = _moments(input, tuple(range(-len(ns), 0)))
-    return _affine(diff * (var + eps).rsqrt(), weight, bias, ns)
+    return _affine(_normalize(input, tuple(range(-len(ns), 0)), eps), weight, bias, ns)
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
@@ -95,8 +118,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
                            f"{num_groups}, but got input of shape {tuple(input.shape)}")
     n, c = input.shape[:2]
     grouped = input.reshape(n, num_groups, input.numel() // max(n * num_groups, 1))
-    _, diff, var = _moments(grouped, (2,))
-    return _affine((diff * (var + eps).rsqrt()).reshape(input.shape), weight, bias, (1, c) + (1,) * (input.ndim - 2))
+    return _affine(_normalize(grouped, (2,), eps).reshape(input.shape), weight, bias, (1, c) + (1,) * (input.ndim - 2))
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
