@@ -165,20 +165,21 @@ def test_gelu_mlp_training_step_has_two_hidden_size_elementwise_kernels():
     assert len(hidden_size) == 2, names
 
 
-@pytest.mark.parametrize("norm", ["layer_norm", "group_norm"])
+@pytest.mark.parametrize("norm", ["layer_norm", "group_norm", "batch_norm"])
 def test_norm_gradient_is_two_row_reductions_and_one_pass(norm):
-    """layer_norm/group_norm carry their own backward rule: the input gradient is two
+    """layer/group/batch norm carry their own backward rule: the input gradient is two
     reductions (mean of g, mean of g * xhat) and one elementwise pass over x's size."""
     rng = np.random.default_rng(2)
     x = luban.tensor(rng.standard_normal((64, 8, 32)).astype(np.float32)).realize().requires_grad_()
     g = luban.tensor(rng.standard_normal((64, 8, 32)).astype(np.float32)).realize()
     F = luban.nn.functional
-    y = F.layer_norm(x, (32,)) if norm == "layer_norm" else F.group_norm(x, 4)
+    norms = {"layer_norm": lambda F, x: F.layer_norm(x, (32,)), "group_norm": lambda F, x: F.group_norm(x, 4),
+             "batch_norm": lambda F, x: F.batch_norm(x, None, None, training=True)}
+    y = norms[norm](F, x)
     (y * g).sum().backward()
     assert kernels(x.grad.realize) <= 3 + 2  # + the forward's mean and variance
     torch = pytest.importorskip("torch")
     xt = torch.tensor(x.numpy(), requires_grad=True)
-    yt = torch.nn.functional.layer_norm(xt, (32,)) if norm == "layer_norm" else \
-        torch.nn.functional.group_norm(xt, 4)
+    yt = norms[norm](torch.nn.functional, xt)
     (yt * torch.tensor(g.numpy())).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-5)

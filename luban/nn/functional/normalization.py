@@ -23,8 +23,14 @@ class _Normalize(Function):
     the mean and the variance costs two more passes over x's size (a transformer step
     runs one per LayerNorm)."""
 
-    def forward(self, x, axes, eps):
-        _, diff, var = _moments(Tensor._wrap(x), axes)
+    def forward(self, x, axes, eps, moments=None):
+        """moments: (mean, var) already computed from x (batch_norm's running stats read
+        them too), else computed here."""
+        x = Tensor._wrap(x)
+        if moments is None:
+            _, diff, var = _moments(x, axes)
+        else:
+            diff, var = x - Tensor._wrap(moments[0]), Tensor._wrap(moments[1])
         rstd = (var + eps).rsqrt()
         xhat = diff * rstd
         self.xhat, self.rstd, self.axes = xhat.lazydata, rstd.lazydata, axes
@@ -37,8 +43,9 @@ class _Normalize(Function):
         return (rstd * (g - mean_g - xhat * mean_gx)).lazydata
 
 
-def _normalize(x: Tensor, axes: tuple, eps: float) -> Tensor:
-    return Tensor._apply(_Normalize, x, axes=axes, eps=eps)
+def _normalize(x: Tensor, axes: tuple, eps: float, moments=None) -> Tensor:
+    moments = None if moments is None else tuple(m.lazydata for m in moments)
+    return Tensor._apply(_Normalize, x, axes=axes, eps=eps, moments=moments)
 
 
 def _affine(out: Tensor, weight, bias, shape: tuple) -> Tensor:
@@ -78,11 +85,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if n <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size "
                          f"{list(input.shape)}")
-    mean, diff, var = _moments(input, (0,) + tuple(range(2, input.ndim)))
+    axes = (0,) + tuple(range(2, input.ndim))
+    with no_grad():  # _Normalize's backward accounts for the statistics' dependence on x
+        mean, _, var = _moments(input, axes)
     if running_var is not None:
         # a kernel of its own, so the running update reads it instead of reducing the input again
         var = var.contiguous()
-    out = diff * (var + eps).rsqrt()
+    out = _normalize(input, axes, eps, (mean, var))
     stats = [t for t in (running_mean, running_var) if t is not None]
     if stats:
         # the last update is still a lazy graph: realize it so that updates don't stack
