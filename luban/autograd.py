@@ -158,6 +158,12 @@ class Sigmoid(Function):
 
 def _erf(x: LazyBuffer) -> LazyBuffer:
     """Abramowitz-Stegun 7.1.26, |error| < 1.5e-7."""
+    return _erf_parts(x)[0]
+
+
+def _erf_parts(x: LazyBuffer) -> tuple:
+    """(erf(x), exp(-x^2)): the second is computed on the way, and equal trees are one
+    value in a kernel, so a caller needing exp(-x^2) too (GELU's gradient) gets it free."""
     ax = x.alu(Op.MAX, x.alu(Op.NEG))
     t = _c(x, 1).alu(Op.ADD, ax.alu(Op.MUL, _c(x, 0.3275911))).alu(Op.RECIP)
     poly = _c(x, 1.061405429)
@@ -167,7 +173,7 @@ def _erf(x: LazyBuffer) -> LazyBuffer:
     e = ax.alu(Op.MUL, ax).alu(Op.NEG).alu(Op.MUL, _c(x, 1 / math.log(2))).alu(Op.EXP2)
     y = _c(x, 1).alu(Op.ADD, poly.alu(Op.MUL, e).alu(Op.NEG))
     neg = x.alu(Op.CMPLT, _c(x, 0))
-    return neg.alu(Op.WHERE, y.alu(Op.NEG), y)
+    return neg.alu(Op.WHERE, y.alu(Op.NEG), y), e
 
 
 def _exp_neg_sq(x: LazyBuffer, scale: float) -> LazyBuffer:
@@ -197,13 +203,20 @@ class Gelu(Function):
 
     def backward(self, g):
         x = self.x
-        pdf = _exp_neg_sq(x, 0.5).alu(Op.MUL, _c(x, 1 / math.sqrt(2 * math.pi)))
-        return g.alu(Op.MUL, _cdf(x).alu(Op.ADD, x.alu(Op.MUL, pdf)))
+        cdf, e = _cdf_parts(x)
+        pdf = e.alu(Op.MUL, _c(x, 1 / math.sqrt(2 * math.pi)))  # e = exp(-x^2 / 2)
+        return g.alu(Op.MUL, cdf.alu(Op.ADD, x.alu(Op.MUL, pdf)))
 
 
 def _cdf(x: LazyBuffer) -> LazyBuffer:
     """The standard normal CDF: (1 + erf(x / sqrt 2)) / 2."""
-    return _c(x, 0.5).alu(Op.MUL, _c(x, 1).alu(Op.ADD, _erf(x.alu(Op.MUL, _c(x, 1 / math.sqrt(2))))))
+    return _cdf_parts(x)[0]
+
+
+def _cdf_parts(x: LazyBuffer) -> tuple:
+    """(the normal CDF at x, exp(-x^2 / 2)), the second from inside the erf."""
+    erf, e = _erf_parts(x.alu(Op.MUL, _c(x, 1 / math.sqrt(2))))
+    return _c(x, 0.5).alu(Op.MUL, _c(x, 1).alu(Op.ADD, erf)), e
 
 
 class Cast(Function):
