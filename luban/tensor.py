@@ -1386,8 +1386,11 @@ def _tri_mask(x: Tensor, diagonal: int, lower: bool) -> Tensor:
     if x.ndim < 2:
         raise RuntimeError(f"tril/triu: input tensor must have at least 2 dimensions, got shape {tuple(x.shape)}")
     r, c = x.shape[-2], x.shape[-1]
-    rows = arange(r, device=x.device, dtype=dtypes.int64).reshape(r, 1)
-    cols = arange(c, device=x.device, dtype=dtypes.int64).reshape(1, c)
+    # 32-bit indices where they fit: the mask is computed in the kernel that reads it, whose
+    # float lanes then match the index lanes (a causal softmax row reduce vectorizes 2x wider)
+    idx = dtypes.int32 if max(r, c) + abs(diagonal) < 2 ** 31 else dtypes.int64
+    rows = arange(r, device=x.device, dtype=idx).reshape(r, 1)
+    cols = arange(c, device=x.device, dtype=idx).reshape(1, c)
     m = (cols - rows <= diagonal) if lower else (cols - rows >= diagonal)
     return m.expand(x.shape)
 
