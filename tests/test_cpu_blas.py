@@ -10,7 +10,7 @@ import pytest
 from luban.codegen.patterns import Contraction, Padded, View
 from luban.runtime import get_device
 from luban.runtime import cpu_blas
-from luban.runtime.cpu_blas import contract, strided_copy
+from luban.runtime.cpu_blas import contract, padded_copy, strided_copy
 
 pytestmark = pytest.mark.xdist_group("patterns")
 
@@ -43,6 +43,24 @@ def test_strided_copy_matches_numpy(case, dtype, cpu):
     dst = np.full(src.shape, -1, dtype)
     strided_copy(dst, src, cpu.FLAGS)
     np.testing.assert_array_equal(dst, src)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["image", "flipped", "one_dim", "no_pad", "wide", "empty_dim"])
+def test_padded_copy_matches_np_pad(case, dtype, cpu):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 10, 12)).astype(dtype)
+    src, pads = {
+        "image": (x, ((0, 0), (0, 0), (1, 1), (1, 1))),
+        "flipped": (x[:, ::-1, :, ::-2], ((1, 0), (0, 2), (2, 1), (0, 3))),  # negative strides
+        "one_dim": (x[0, 0, 0], ((3, 5),)),
+        "no_pad": (x.transpose(0, 2, 1, 3), ((0, 0),) * 4),
+        "wide": (x[:1, :1], ((0, 0), (0, 0), (40, 40), (0, 70))),  # more padding than data
+        "empty_dim": (x[:, :0], ((1, 1), (1, 1), (0, 0), (0, 0))),
+    }[case]
+    dst = np.full([n + a + b for n, (a, b) in zip(src.shape, pads)], np.nan, dtype)  # stale contents
+    padded_copy(dst, src, pads, cpu.FLAGS)
+    np.testing.assert_array_equal(dst, np.pad(src, pads))
 
 
 def _buffer(cpu, arr):

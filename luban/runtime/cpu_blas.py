@@ -60,6 +60,36 @@ void NAME(T *dst, const T *src, int nd, const long *size, const long *ds, const 
 }
 COPY(luban_copy4, uint32_t)
 COPY(luban_copy8, uint64_t)
+/* dst (row-major, n + lo + hi per dim) = src (n per dim, strides ss) zero-padded: a row
+   outside src is zeroed, a row inside gets its margins zeroed and its middle copied */
+#define PAD(NAME, T) \
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) \
+void NAME(T *dst, const T *src, int nd, const long *n, const long *lo, const long *hi, const long *ss) { \
+  long out[MAXD], rows = 1; \
+  for (int d = 0; d < nd; d++) out[d] = n[d] + lo[d] + hi[d]; \
+  for (int d = 0; d < nd - 1; d++) rows *= out[d]; \
+  long w = out[nd - 1], inner = n[nd - 1], l = lo[nd - 1], si = ss[nd - 1]; \
+  _Pragma("omp parallel for if (rows * w >= 65536)") \
+  for (long r = 0; r < rows; r++) { \
+    T *o = dst + r * w; \
+    long rem = r, off = 0; \
+    int inside = 1; \
+    for (int d = nd - 2; d >= 0; d--) { \
+      long i = rem % out[d] - lo[d]; \
+      rem /= out[d]; \
+      if (i < 0 || i >= n[d]) { inside = 0; break; } \
+      off += i * ss[d]; \
+    } \
+    if (!inside) { for (long j = 0; j < w; j++) o[j] = 0; continue; } \
+    const T *s = src + off; \
+    for (long j = 0; j < l; j++) o[j] = 0; \
+    if (si == 1) for (long j = 0; j < inner; j++) o[l + j] = s[j]; \
+    else for (long j = 0; j < inner; j++) o[l + j] = s[j * si]; \
+    for (long j = l + inner; j < w; j++) o[j] = 0; \
+  } \
+}
+PAD(luban_pad4, uint32_t)
+PAD(luban_pad8, uint64_t)
 """
 _MAXD = 16
 _copy_fns: dict = {}
@@ -71,11 +101,14 @@ def _copy_fn(itemsize: int, flags: tuple):
         if not _copy_fns:
             lib = ctypes.CDLL(str(compile_cache.build(_COPY_SOURCE, flags)))
             for n in (4, 8):
-                fn = getattr(lib, f"luban_copy{n}")
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 3
-                fn.restype = None
-                _copy_fns[n] = (fn, lib)
-    return _copy_fns[itemsize][0]
+                fns = []
+                for kind, ptrs in (("copy", 3), ("pad", 4)):
+                    fn = getattr(lib, f"luban_{kind}{n}")
+                    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * ptrs
+                    fn.restype = None
+                    fns.append(fn)
+                _copy_fns[n] = (*fns, lib)
+    return _copy_fns[itemsize]
 
 
 def _merge_dims(size: list, ds: list, ss: list) -> tuple:
@@ -111,7 +144,20 @@ def strided_copy(dst: np.ndarray, src: np.ndarray, flags: tuple) -> None:
         dst[...] = src
         return
     arr = lambda xs: (ctypes.c_long * len(xs))(*xs)
-    _copy_fn(dst.itemsize, flags)(dst.ctypes.data, src.ctypes.data, len(size), arr(size), arr(ds), arr(ss))
+    _copy_fn(dst.itemsize, flags)[0](dst.ctypes.data, src.ctypes.data, len(size), arr(size), arr(ds), arr(ss))
+
+
+def padded_copy(dst: np.ndarray, src: np.ndarray, pads: tuple, flags: tuple) -> None:
+    """dst = src zero-padded by `pads` ((before, after) per dim, >= 0): dst row-major of
+    the padded shape, src any strides; one pass, on all threads."""
+    if dst.itemsize not in (4, 8) or dst.dtype != src.dtype or not 1 <= src.ndim <= _MAXD or 0 in src.shape:
+        dst.fill(0)
+        dst[tuple(slice(a, a + n) for n, (a, _) in zip(src.shape, pads))] = src
+        return
+    arr = lambda xs: (ctypes.c_long * len(xs))(*xs)
+    _copy_fn(dst.itemsize, flags)[1](dst.ctypes.data, src.ctypes.data, src.ndim, arr(src.shape),
+                                     arr([a for a, _ in pads]), arr([b for _, b in pads]),
+                                     arr([st // src.itemsize for st in src.strides]))
 
 
 def _strided(buf, dt: np.dtype, offset: int, shape: tuple, strides: tuple) -> tuple:
@@ -183,10 +229,7 @@ def _source(v, dt: np.dtype, bufs: list, dev, held: list) -> np.ndarray:
     src = np.lib.stride_tricks.as_strided(_flat(bufs[1 + p.index], dt)[p.offset:], p.shape,
                                           [s * dt.itemsize for s in p.strides])
     out = _scratch([n + a + b for n, (a, b) in zip(p.shape, p.pads)], dt, dev, held)
-    strided_copy(out[tuple(slice(a, a + n) for n, (a, _) in zip(p.shape, p.pads))], src, dev.FLAGS)
-    for d, (n, (a, b)) in enumerate(zip(p.shape, p.pads)):  # zero the border only
-        out[(slice(None),) * d + (slice(0, a),)] = 0
-        out[(slice(None),) * d + (slice(a + n, None),)] = 0
+    padded_copy(out, src, p.pads, dev.FLAGS)
     return out.reshape(-1)
 
 
