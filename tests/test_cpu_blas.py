@@ -21,7 +21,8 @@ def cpu():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
-@pytest.mark.parametrize("case", ["windows", "flip", "broadcast", "transpose", "empty", "scalar", "many_dims"])
+@pytest.mark.parametrize("case", ["windows", "flip", "broadcast", "transpose", "empty", "scalar", "many_dims",
+                                  "long_run", "long_run_strided"])
 def test_strided_copy_matches_numpy(case, dtype, cpu):
     rng = np.random.default_rng(1)
     base = (rng.standard_normal(140000) * 100).astype(dtype)
@@ -34,6 +35,10 @@ def test_strided_copy_matches_numpy(case, dtype, cpu):
         src = np.broadcast_to(base[:50].reshape(5, 1, 10), (5, 300, 10))
     elif case == "transpose":
         src = base[:300 * 120].reshape(300, 120).T
+    elif case == "long_run":  # one contiguous run, cut into rows for the threads, plus a tail
+        src = base[: 4096 * 20 + 123]
+    elif case == "long_run_strided":
+        src = base[::-2][: 4096 * 17 + 5]
     elif case == "empty":
         src = base[:0].reshape(3, 0, 4)
     elif case == "scalar":
