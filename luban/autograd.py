@@ -156,14 +156,10 @@ class Sigmoid(Function):
         return g.alu(Op.MUL, self.out.alu(Op.MUL, one_minus))
 
 
-def _erf(x: LazyBuffer) -> LazyBuffer:
-    """Abramowitz-Stegun 7.1.26, |error| < 1.5e-7."""
-    return _erf_parts(x)[0]
-
-
 def _erf_parts(x: LazyBuffer) -> tuple:
-    """(erf(x), exp(-x^2)): the second is computed on the way, and equal trees are one
-    value in a kernel, so a caller needing exp(-x^2) too (GELU's gradient) gets it free."""
+    """(erf(x), exp(-x^2)), erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7). The
+    second is computed on the way, and equal trees are one value in a kernel, so a caller
+    needing exp(-x^2) too (GELU's gradient) gets it free."""
     ax = x.alu(Op.MAX, x.alu(Op.NEG))
     t = _c(x, 1).alu(Op.ADD, ax.alu(Op.MUL, _c(x, 0.3275911))).alu(Op.RECIP)
     poly = _c(x, 1.061405429)
@@ -182,11 +178,11 @@ def _exp_neg_sq(x: LazyBuffer, scale: float) -> LazyBuffer:
 
 
 class Erf(Function):
-    """_erf forward, exact derivative backward."""
+    """_erf_parts forward, exact derivative backward."""
 
     def forward(self, x):
         self.x = x
-        return _erf(x)
+        return _erf_parts(x)[0]
 
     def backward(self, g):
         return g.alu(Op.MUL, _exp_neg_sq(self.x, 1.0).alu(Op.MUL, _c(self.x, 2 / math.sqrt(math.pi))))
@@ -199,7 +195,7 @@ class Gelu(Function):
 
     def forward(self, x):
         self.x = x
-        return x.alu(Op.MUL, _cdf(x))
+        return x.alu(Op.MUL, _cdf_parts(x)[0])
 
     def backward(self, g):
         x = self.x
@@ -208,13 +204,9 @@ class Gelu(Function):
         return g.alu(Op.MUL, cdf.alu(Op.ADD, x.alu(Op.MUL, pdf)))
 
 
-def _cdf(x: LazyBuffer) -> LazyBuffer:
-    """The standard normal CDF: (1 + erf(x / sqrt 2)) / 2."""
-    return _cdf_parts(x)[0]
-
-
 def _cdf_parts(x: LazyBuffer) -> tuple:
-    """(the normal CDF at x, exp(-x^2 / 2)), the second from inside the erf."""
+    """(the normal CDF at x, (1 + erf(x / sqrt 2)) / 2, and exp(-x^2 / 2), the second
+    from inside the erf)."""
     erf, e = _erf_parts(x.alu(Op.MUL, _c(x, 1 / math.sqrt(2))))
     return _c(x, 0.5).alu(Op.MUL, _c(x, 1).alu(Op.ADD, erf)), e
 

@@ -140,15 +140,21 @@ def test_cannot_replay_raises_clear_error():
         outer(luban.ones(3))
 
 
-def test_replay_launches_the_same_kernels_without_scheduling(monkeypatch):
+def _eager_and_replaying_mlp() -> tuple:
+    """(eager step, jitted step, x, y) for the MLP, the jitted one already replaying."""
     _, eager_step = setup("mlp", "sgd")
     _, step = setup("mlp", "sgd")
     jitted = luban.jit(step)
     x, y = data("mlp")
-    for _ in range(6):
+    for _ in range(8):
         eager_step(x, y).item()
         jitted(x, y).item()
     assert jitted.stats["replays"] >= 1
+    return eager_step, jitted, x, y
+
+
+def test_replay_launches_the_same_kernels_without_scheduling(monkeypatch):
+    eager_step, jitted, x, y = _eager_and_replaying_mlp()
     calls = []
     real = schedule_cache.schedule
     monkeypatch.setattr(schedule_cache, "schedule", lambda t: calls.append(1) or real(t))
@@ -167,13 +173,7 @@ def test_replay_launches_the_same_kernels_without_scheduling(monkeypatch):
 def test_replay_is_profiled_like_eager():
     """A replay launches resolved programs directly, but under luban.profile it takes the
     timed path: every launched kernel is an event, with the same names as eager's."""
-    _, eager_step = setup("mlp", "sgd")
-    _, step = setup("mlp", "sgd")
-    jitted = luban.jit(step)
-    x, y = data("mlp")
-    for _ in range(8):
-        jitted(x, y).item()
-    assert jitted.stats["replays"] >= 1
+    eager_step, jitted, x, y = _eager_and_replaying_mlp()
     names = {}
     for name, fn in (("eager", eager_step), ("jit", jitted)):
         fn(x, y).item()

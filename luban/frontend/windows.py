@@ -313,17 +313,18 @@ class _Correlate(Function):
     the flipped, in/out-swapped weight. The weight gradient is the composed one."""
 
     def forward(self, x, w, pads, stride, dilation, groups, op):
-        self.x, self.w, self.cfg = x, w, (pads, stride, dilation, groups, op)
         x = Tensor._wrap(x)
-        return _correlate(x._pad_raw(_spatial_arg(x, pads)), Tensor._wrap(w), stride, dilation, groups, op).lazydata
+        self.padded, self.spatial = x._pad_raw(_spatial_arg(x, pads)), tuple(x.shape[2:])
+        self.w, self.cfg = w, (pads, stride, dilation, groups, op)
+        return _correlate(self.padded, Tensor._wrap(w), stride, dilation, groups, op).lazydata
 
     def backward(self, g):
         pads, stride, dilation, groups, op = self.cfg
-        x, w, g = Tensor._wrap(self.x), Tensor._wrap(self.w), Tensor._wrap(g)
-        dx = _correlate_input_grad(g, w, tuple(x.shape[2:]), pads, stride, dilation, groups, op) \
+        w, g = Tensor._wrap(self.w), Tensor._wrap(g)
+        dx = _correlate_input_grad(g, w, self.spatial, pads, stride, dilation, groups, op) \
             if self.needs_input_grad[0] else None
-        dw = _correlate_weight_grad(x._pad_raw(_spatial_arg(x, pads)), g, tuple(w.shape), stride, dilation, groups,
-                                    op) if self.needs_input_grad[1] else None
+        dw = _correlate_weight_grad(self.padded, g, tuple(w.shape), stride, dilation, groups, op) \
+            if self.needs_input_grad[1] else None
         return (None if dx is None else dx.lazydata), (None if dw is None else dw.lazydata)
 
 

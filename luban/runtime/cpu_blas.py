@@ -98,9 +98,12 @@ _copy_lock = threading.Lock()
 
 
 def _copy_fn(itemsize: int, flags: tuple):
+    if _copy_fns:  # built once: no lock on the per-copy path
+        return _copy_fns[itemsize]
     with _copy_lock:
         if not _copy_fns:
             lib = ctypes.CDLL(str(compile_cache.build(_COPY_SOURCE, flags)))
+            built = {}
             for n in (4, 8):
                 fns = []
                 for kind, ptrs in (("copy", 3), ("pad", 4)):
@@ -108,7 +111,8 @@ def _copy_fn(itemsize: int, flags: tuple):
                     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * ptrs
                     fn.restype = None
                     fns.append(fn)
-                _copy_fns[n] = (*fns, lib)
+                built[n] = (*fns, lib)
+            _copy_fns.update(built)  # whole, so the unlocked check above never sees half of it
     return _copy_fns[itemsize]
 
 
