@@ -1,7 +1,7 @@
 """The `cpu` device: kernels rendered to C by luban.codegen.c, compiled by the system C
 compiler into shared objects (cached on disk by compile_cache), called through ctypes
 (which releases the GIL). Buffers are 64-byte-aligned NumPy byte arrays. Pattern claims
-(GEMMs and convolutions in OpenBLAS) are in cpu_blas.py."""
+(GEMMs and convolutions in OpenBLAS) are in cpu_claims.py."""
 from __future__ import annotations
 
 import ctypes
@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import dtypes
-from . import compile_cache, cpu_blas
+from . import compile_cache, cpu_claims
 from .device import Device
 
 ALIGN = 64  # a cache line, and the widest vector load
@@ -124,10 +124,10 @@ class CPUDevice(Device):
         g = pattern
         if kind == "gemm":
             dims = {"b": g.batch, "m": g.m, "n": g.n, "k": g.k}
-            fn, name = cpu_blas.gemm, f"gemm_{g.dtype}_{g.batch}x{g.m}x{g.n}x{g.k}"
+            fn, name = cpu_claims.gemm, f"gemm_{g.dtype}_{g.batch}x{g.m}x{g.n}x{g.k}"
         else:
             dims = {r: int(np.prod([n for n, x in zip(g.sizes, g.roles) if x == r])) for r in "bmnk"}
-            fn, name = cpu_blas.contract, f"contract_{g.dtype}_{'x'.join(map(str, g.sizes))}_{g.roles}"
+            fn, name = cpu_claims.contract, f"contract_{g.dtype}_{'x'.join(map(str, g.sizes))}_{g.roles}"
         if dims["b"] * dims["m"] * dims["n"] * dims["k"] < CLAIM_MIN_WORK or \
                 (dims["m"] == 1 and dims["n"] == 1 and dims["b"] > 1):
             return None
