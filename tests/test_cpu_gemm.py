@@ -1,0 +1,57 @@
+"""luban's own GEMM (runtime/cpu_gemm.py) on problems in offset-table form against NumPy:
+each of its paths (one problem cut among the threads, a batch of problems, K split
+among the threads with partial sums added), operands read in place or packed, row
+and column counts off the register tile, float32 and float64, and K = 0."""
+import numpy as np
+import pytest
+
+from luban.runtime import cpu
+from luban.runtime.cpu_gemm import Tables, offsets
+
+
+def _gemm(a, b, out, transpose_b=False):
+    """out[q] = a[q] @ b[q] (b stored transposed if transpose_b) through the tables."""
+    nb, m, k = a.shape
+    n = out.shape[2]
+    bn, bk = (offsets([n], [k]), offsets([k], [1])) if transpose_b else (offsets([n], [1]), offsets([k], [n]))
+    t = Tables(offsets([m], [k]), offsets([k], [1]), bn, bk, offsets([m], [n]), offsets([n], [1]),
+               offsets([nb], [m * k]), offsets([nb], [k * n]), offsets([nb], [m * n]))
+    t.run(out.ctypes.data, a.ctypes.data, b.ctypes.data, a.itemsize, cpu.compile_flags())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("shape", [(1, 300, 260, 70), (1, 37, 45, 5000), (1, 16, 32, 9000), (5, 33, 47, 29),
+                                   (1, 1, 1, 1), (3, 64, 64, 32), (1, 130, 17, 300)])
+def test_gemm_matches_numpy(shape, transpose_b, dtype):
+    """(nb, m, n, k): (1, 37, 45, 5000) and (1, 16, 32, 9000) take the split-K path."""
+    nb, m, n, k = shape
+    rng = np.random.default_rng(sum(shape))
+    a = rng.standard_normal((nb, m, k)).astype(dtype)
+    b = rng.standard_normal((nb, k, n)).astype(dtype)
+    stored_b = np.ascontiguousarray(b.transpose(0, 2, 1)) if transpose_b else b
+    out = np.full((nb, m, n), np.nan, dtype)  # every element must be written
+    _gemm(a, stored_b, out, transpose_b)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out, want, rtol=tol * 10, atol=tol * np.sqrt(k) * np.abs(want).max())
+
+
+def test_gemm_with_empty_sum_writes_zeros():
+    a, b = np.ones((1, 20, 0), np.float32), np.ones((1, 0, 18), np.float32)
+    out = np.full((1, 20, 18), np.nan, np.float32)
+    _gemm(a, b, out)
+    np.testing.assert_array_equal(out, 0)
+
+
+def test_gemm_reads_through_negative_strides():
+    """A read backwards along its rows: the tables hold negative offsets from its base."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((40, 50)).astype(np.float32)
+    b = rng.standard_normal((50, 24)).astype(np.float32)
+    out = np.empty((40, 24), np.float32)
+    last = a[39:]  # the base pointer: row 39; row i sits (39 - i) * 50 elements before it
+    t = Tables(offsets([40], [-50]) + 0, offsets([50], [1]), offsets([24], [1]), offsets([50], [24]),
+               offsets([40], [24]), offsets([24], [1]))
+    t.run(out.ctypes.data, last.ctypes.data, b.ctypes.data, 4, cpu.compile_flags())
+    np.testing.assert_allclose(out, a[::-1] @ b, rtol=1e-5, atol=1e-4)
