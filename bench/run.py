@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-os.environ["OMP_NUM_THREADS"] = "2"  # both frameworks: 2 threads (before any import of them)
-# luban's kernels (system libgomp) and torch (its own OpenMP runtime) live in one process here;
-# with the default spin-waiting, each runtime's idle threads burn the cores the other needs
-# (measured: W1 torch 230 ms -> 19 ms, luban 218 ms -> 102 ms per step). Override via env.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ["OMP_NUM_THREADS"] = "2"  # every framework: 2 threads (before any import of them)
+# Each framework runs in a worker process of its own, with its OpenMP runtime's own
+# defaults: in one process, each runtime's spinning idle threads took the cores the other
+# needed, and OMP_WAIT_POLICY=PASSIVE (the old way out) costs every parallel region a
+# thread wake-up (torch W4 7.8 -> 10.3 ms, W3 93 -> 113 ms measured on this VM).
 # torch.compile's first call is reported as its compile time: give it an empty cache, as
 # luban's cold first step gets (inductor otherwise reuses what an earlier run compiled)
 if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
@@ -73,51 +73,106 @@ def first_step_subprocess(key: str, cache_dir: str, timeout: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(key: str, warmup: int, repeats: int, compiled: bool = False) -> dict:
+def worker(key: str, fw_name: str) -> None:
+    """A framework's side of measure(), in a process of its own: build the workload, then
+    run one step per "step" line on stdin, answering each with a JSON line."""
     from bench.workloads.adapter import load
+    if fw_name.startswith("torch"):
+        import torch
+        torch.set_num_threads(2)
+    try:
+        w = module(key).build(load(fw_name))
+    except Exception as e:
+        print(json.dumps({"error": f"build: {type(e).__name__}: {e}"}), flush=True)
+        return
+    print(json.dumps({"kind": w.kind, "items": w.items, "unit": w.unit, "flops": w.flops}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            return
+        c0 = time.process_time()  # all threads' CPU time, ns resolution (os.times ticks 10 ms)
+        t0 = time.perf_counter()
+        try:
+            r = w.step()
+        except Exception as e:
+            print(json.dumps({"error": f"step: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}), flush=True)
+            return
+        dt = time.perf_counter() - t0
+        print(json.dumps({"dt": dt, "cpu": time.process_time() - c0, "loss": r if isinstance(r, float) else None}),
+              flush=True)
+
+
+class _Worker:
+    def __init__(self, key: str, name: str):
+        env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="2")
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", key, name], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else {"error": f"worker exited ({self.proc.wait()})"}
+
+    def step(self) -> dict:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
+
+
+# between one framework's step and the next's: the spin-wait of the last one's idle
+# OpenMP threads (a few ms by libgomp's default) ends before the other starts
+SETTLE_S = 0.05
+
+
+def measure(key: str, warmup: int, repeats: int, compiled: bool = False) -> dict:
     res = {}
     works = {}
     first_call = {}  # torch.compile: the first warm-up call compiles
     for name in ("luban", "torch") + (("torch.compile",) if compiled else ()):
-        try:
-            works[name] = module(key).build(load(name))
-        except Exception as e:  # record and carry on with the other framework
-            res[name] = {"error": f"build: {type(e).__name__}: {e}"}
+        w = _Worker(key, name)
+        if "error" in w.info:  # record and carry on with the other framework
+            res[name] = w.info
+            w.close()
+        else:
+            works[name] = w
     stats = {n: {"times": [], "losses": [], "cpu": 0.0, "wall": 0.0} for n in works}
-    for _ in range(warmup):
-        for n, w in list(works.items()):
-            try:
-                t0 = time.perf_counter()
-                w.step()
-                first_call.setdefault(n, time.perf_counter() - t0)
-            except Exception as e:
-                res[n] = {"error": f"warm-up: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-                del works[n]
-    for _ in range(repeats):  # alternate frameworks every repeat
-        for n, w in list(works.items()):
-            c0 = time.process_time()  # all threads' CPU time, ns resolution (os.times ticks 10 ms)
-            t0 = time.perf_counter()
-            try:
-                r = w.step()
-            except Exception as e:
-                res[n] = {"error": f"step: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-                del works[n]
+
+    def step(n: str) -> dict | None:
+        time.sleep(SETTLE_S)
+        r = works[n].step()
+        if "error" in r:
+            res[n] = r
+            works.pop(n).close()
+            return None
+        return r
+    for phase in ["warm-up"] * warmup + ["timed"] * repeats:  # alternate frameworks every repeat
+        for n in list(works):
+            r = step(n)
+            if r is None:
+                res[n]["error"] = f"{phase}: {res[n]['error']}"
                 continue
-            dt = time.perf_counter() - t0
-            c1 = time.process_time()
-            s = stats[n]
-            s["times"].append(dt)
-            s["wall"] += dt
-            s["cpu"] += c1 - c0
-            if isinstance(r, float):
-                s["losses"].append(r)
-    for n in works:
-        s, w = stats[n], works[n]
+            first_call.setdefault(n, r["dt"])
+            if phase == "timed":
+                s = stats[n]
+                s["times"].append(r["dt"])
+                s["wall"] += r["dt"]
+                s["cpu"] += r["cpu"]
+                if r["loss"] is not None:
+                    s["losses"].append(r["loss"])
+    for n, w in works.items():
+        w.close()
+        s, info = stats[n], w.info
         t = s["times"]
         d = {"median": statistics.median(t), "min": min(t), "max": max(t), "n": len(t),
-             "cores": s["cpu"] / s["wall"], "kind": w.kind, "items": w.items, "unit": w.unit,
-             "flops": w.flops}
-        if w.kind == "train":
+             "cores": s["cpu"] / s["wall"], "kind": info["kind"], "items": info["items"], "unit": info["unit"],
+             "flops": info["flops"]}
+        if info["kind"] == "train":
             d["loss_first"], d["loss_last"] = s["losses"][0], s["losses"][-1]
             d["loss_ok"] = s["losses"][-1] < s["losses"][0]
         d["first_call"] = first_call.get(n)
@@ -172,8 +227,10 @@ def machine() -> dict:
     return {"host": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(), "memory": mem,
             "compiler": f"{cc}: {ccv}", "python": platform.python_version(), "numpy": numpy.__version__,
             "torch": torch.__version__, "luban": getattr(luban, "__version__", "?"),
-            "os": platform.platform(), "threads": "torch.set_num_threads(2), OMP_NUM_THREADS=2, OMP_WAIT_POLICY="
-                       + os.environ.get("OMP_WAIT_POLICY", "")}
+            "os": platform.platform(),
+            "threads": "a worker process per framework, OMP_NUM_THREADS=2 (torch.set_num_threads(2)); OpenMP "
+                       "wait policy: each runtime's default" + "".join(
+                           f", {v}={os.environ[v]}" for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if v in os.environ)}
 
 
 def fmt_t(s):
@@ -186,6 +243,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,MM")
     ap.add_argument("--no-first-step", action="store_true", help="skip the cold/warm kernel cache runs")
     ap.add_argument("--first-step", help=argparse.SUPPRESS)  # internal: child process mode
+    ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)  # internal: KEY FRAMEWORK
     ap.add_argument("--out", default=None)
     ap.add_argument("--jit", action="store_true", help="luban training steps run under luban.jit")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for 10-50 s a workload)")
@@ -195,10 +253,11 @@ def main() -> None:
     if args.first_step:
         print(json.dumps(first_step(args.first_step, "luban")))
         return
+    if args.worker:
+        worker(*args.worker)
+        return
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(MODULES)
     plan = PLAN["quick" if args.quick else "full"]
-    import torch
-    torch.set_num_threads(2)
     rows, t_start = {}, time.perf_counter()
     for key in keys:
         warmup, repeats = plan[key]

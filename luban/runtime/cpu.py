@@ -18,12 +18,11 @@ from .device import Device
 
 ALIGN = 64  # a cache line, and the widest vector load
 
-# Kernels' OpenMP threads (libgomp, read when the first kernel library loads) and the BLAS
-# threads of claimed GEMMs take turns on the same cores: threads that spin-wait after
-# their turn steal the cores from the others (measured: W3 step 143 ms with passive
-# waiting, 835 ms with libgomp's default spinning). A user's own setting wins.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+# OpenMP threads keep libgomp's default wait policy: spin a little after a parallel
+# region, then sleep. OMP_WAIT_POLICY=PASSIVE (set here while NumPy's OpenBLAS ran the
+# claimed GEMMs, whose own spinning threads it starved) makes every kernel wake a sleeping
+# thread: on a VM that wake-up took as long as the work (W4: 1.0 cores used, 18 ms a step,
+# against 1.6 cores and 12 ms spinning).
 _omp_lib: list = []  # one loaded kernel library, through which the OpenMP runtime is reached
 
 

@@ -56,6 +56,38 @@ typedef float vf __attribute__((vector_size(64)));
 typedef float vfu __attribute__((vector_size(64), aligned(4)));
 typedef double vd __attribute__((vector_size(64)));
 typedef double vdu __attribute__((vector_size(64), aligned(8)));
+typedef int vi __attribute__((vector_size(64)));
+/* P[k][16] = src[rows[i] + off + k], k < 16, for 16 rows of 16 floats: a 16x16 transpose in
+   registers (4 rounds of swapping off-diagonal blocks), ~4x a scalar transposing copy */
+static inline void transpose16(float *restrict P, const float *src, const long *rows, long off) {
+  vf r[16];
+  for (int i = 0; i < 16; i++) r[i] = *(const vfu *)(src + rows[i] + off);
+  for (int i = 0; i < 16; i++)
+    if (!(i & 8)) {
+      vf a = r[i], b = r[i + 8];
+      r[i] = __builtin_shuffle(a, b, (vi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23});
+      r[i + 8] = __builtin_shuffle(a, b, (vi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
+    }
+  for (int i = 0; i < 16; i++)
+    if (!(i & 4)) {
+      vf a = r[i], b = r[i + 4];
+      r[i] = __builtin_shuffle(a, b, (vi){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27});
+      r[i + 4] = __builtin_shuffle(a, b, (vi){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
+    }
+  for (int i = 0; i < 16; i++)
+    if (!(i & 2)) {
+      vf a = r[i], b = r[i + 2];
+      r[i] = __builtin_shuffle(a, b, (vi){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29});
+      r[i + 2] = __builtin_shuffle(a, b, (vi){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
+    }
+  for (int i = 0; i < 16; i++)
+    if (!(i & 1)) {
+      vf a = r[i], b = r[i + 1];
+      r[i] = __builtin_shuffle(a, b, (vi){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30});
+      r[i + 1] = __builtin_shuffle(a, b, (vi){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
+    }
+  for (int i = 0; i < 16; i++) *(vf *)(P + i * 16) = r[i];
+}
 """
 
 # One instance per element type $T: vectors $V of $NR lanes (64 bytes), unaligned $VU
@@ -68,9 +100,14 @@ static void pack_$S($T *restrict P, long w, const $T *src, const long *rows, lon
       for (long v = 0; v < w; v += $NR) *($V *)(P + k * w + v) = *(const $VU *)(s + ks[k] + v);
     return;
   }
-  for (long i = 0; i < r; i++) {
-    const $T *s = src + rows[i];
-    for (long k = 0; k < kc; k++) P[k * w + i] = s[ks[k]];
+  for (long k = 0; k < kc; k += 16) {
+    long n = lmin(16, kc - k);
+    if (sizeof($T) == 4 && w == 16 && r == 16 && n == 16 && consecutive(ks + k, 16)) {
+      transpose16((float *)(void *)(P + k * 16), (const float *)(const void *)src, rows, ks[k]);
+      continue;
+    }
+    for (long i = 0; i < r; i++)
+      for (long kk = k; kk < k + n; kk++) P[kk * w + i] = src[rows[i] + ks[kk]];
   }
   for (long i = r; i < w; i++)
     for (long k = 0; k < kc; k++) P[k * w + i] = 0;
