@@ -55,3 +55,17 @@ def test_gemm_reads_through_negative_strides():
                offsets([40], [24]), offsets([24], [1]))
     t.run(out.ctypes.data, last.ctypes.data, b.ctypes.data, 4, cpu.compile_flags())
     np.testing.assert_allclose(out, a[::-1] @ b, rtol=1e-5, atol=1e-4)
+
+
+def test_column_major_output_is_computed_transposed():
+    """C stored column-major: oriented() computes C^T = B^T A^T, so C's unit stride runs
+    along the vectors, and the result is the same."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((70, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 50)).astype(np.float32)
+    out = np.empty((50, 70), np.float32)  # C.T, row-major: C is column-major in it
+    t = Tables.oriented(offsets([70], [40]), offsets([40], [1]), offsets([50], [1]), offsets([40], [50]),
+                        offsets([70], [1]), offsets([50], [70]))
+    assert t.swapped
+    t.run(out.ctypes.data, a.ctypes.data, b.ctypes.data, 4, cpu.compile_flags())
+    np.testing.assert_allclose(out.T, a @ b, rtol=1e-5, atol=1e-4)

@@ -84,19 +84,18 @@ def padded_copy(dst: np.ndarray, src: np.ndarray, pads: tuple, flags: tuple) -> 
 
 def gemm(g, bufs: list, dev) -> None:
     """out[p] = a[p] @ b[p] for a Gemm pattern."""
-    tables, (a, b) = _gemm_tables(g), (g.a, g.b)
     item = np.dtype(g.dtype).itemsize
-    tables.run(bufs[0].ptr, bufs[1 + a.index].ptr + a.offset * item, bufs[1 + b.index].ptr + b.offset * item,
-               item, dev.FLAGS)
+    _gemm_tables(g).run(bufs[0].ptr, bufs[1 + g.a.index].ptr + g.a.offset * item,
+                        bufs[1 + g.b.index].ptr + g.b.offset * item, item, dev.FLAGS)
 
 
 @functools.lru_cache(maxsize=1024)
 def _gemm_tables(g) -> cpu_gemm.Tables:
     off = cpu_gemm.offsets
     (ab, ar, ac), (bb, br, bc), (ob, orow, ocol) = g.a.strides, g.b.strides, g.out_strides
-    return cpu_gemm.Tables(off([g.m], [ar]), off([g.k], [ac]), off([g.n], [bc]), off([g.k], [br]),
-                           off([g.m], [orow]), off([g.n], [ocol]),
-                           off([g.batch], [ab]), off([g.batch], [bb]), off([g.batch], [ob]))
+    return cpu_gemm.Tables.oriented(off([g.m], [ar]), off([g.k], [ac]), off([g.n], [bc]), off([g.k], [br]),
+                                    off([g.m], [orow]), off([g.n], [ocol]),
+                                    off([g.batch], [ab]), off([g.batch], [bb]), off([g.batch], [ob]))
 
 
 def contract(c, bufs: list, dev) -> None:
@@ -116,8 +115,9 @@ def _contract_tables(c) -> cpu_gemm.Tables:
     dims = {r: [d for d, x in enumerate(c.roles) if x == r] for r in "bmnk"}
     out = dict(zip([d for d, x in enumerate(c.roles) if x != "k"], c.out_strides))
     off = lambda role, strides: cpu_gemm.offsets([c.sizes[d] for d in dims[role]], [strides[d] for d in dims[role]])
-    return cpu_gemm.Tables(off("m", c.a.strides), off("k", c.a.strides), off("n", c.b.strides), off("k", c.b.strides),
-                           off("m", out), off("n", out), off("b", c.a.strides), off("b", c.b.strides), off("b", out))
+    return cpu_gemm.Tables.oriented(off("m", c.a.strides), off("k", c.a.strides), off("n", c.b.strides),
+                                    off("k", c.b.strides), off("m", out), off("n", out), off("b", c.a.strides),
+                                    off("b", c.b.strides), off("b", out))
 
 
 def _source(v, dt: np.dtype, bufs: list, dev, held: list) -> int:

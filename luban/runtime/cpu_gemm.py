@@ -291,7 +291,23 @@ class Tables:
         self.nb = len(self.tables[6])
         self._ptrs = [t.ctypes.data for t in self.tables]
 
+        self.swapped = False
+
+    @classmethod
+    def oriented(cls, am, ak, bn, bk, cm, cn, qa=None, qb=None, qc=None) -> "Tables":
+        """The same problem, as C^T = B^T A^T if that puts C's unit stride along the
+        vectors (N): a convolution's output (N, O, H, W) is stored 16 columns at a time and
+        its windows become B, read in place (~2x the other way round)."""
+        unit = lambda t: len(t) > 1 and t[1] - t[0] == 1
+        if unit(cm) and not unit(cn):
+            t = cls(bn, bk, am, ak, cn, cm, qb, qa, qc)
+            t.swapped = True
+            return t
+        return cls(am, ak, bn, bk, cm, cn, qa, qb, qc)
+
     def run(self, c: int, a: int, b: int, itemsize: int, flags: tuple) -> None:
         """C at address c from A at a and B at b (float32 or float64 by itemsize)."""
+        if self.swapped:
+            a, b = b, a
         if self.M and self.N and self.nb:
             _gemm_fn(itemsize, flags)(c, a, b, self.M, self.N, self.K, self.nb, *self._ptrs)
