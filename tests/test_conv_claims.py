@@ -29,7 +29,8 @@ def claims(request, monkeypatch):
 
 
 # name -> (nd, x shape, weight shape, kwargs, claimed launches with claims on: forward, input
-# gradient and weight gradient where the cpu device takes them)
+# gradient and weight gradient where the cpu device takes them; a strided conv's input
+# gradient is one correlation per phase, those big enough claimed)
 CASES = {
     "2d_pad": (2, (8, 4, 12, 12), (6, 4, 3, 3), dict(padding=1), 3),
     "2d_stride": (2, (8, 4, 13, 13), (6, 4, 3, 3), dict(stride=2, padding=1), 3),
@@ -38,7 +39,7 @@ CASES = {
     "2d_nopad_rect": (2, (8, 4, 12, 10), (5, 4, 2, 3), dict(stride=(1, 2)), 3),
     "2d_batch1": (2, (1, 8, 24, 24), (8, 8, 3, 3), dict(padding=1), 3),
     "2d_one_channel": (2, (16, 1, 16, 16), (1, 1, 3, 3), dict(padding=1), 3),
-    "1d": (1, (16, 4, 100), (6, 4, 5), dict(padding=2, stride=2), 3),
+    "1d": (1, (16, 4, 100), (6, 4, 5), dict(padding=2, stride=2), 4),
     "1d_dilation_groups": (1, (16, 4, 120), (4, 2, 3), dict(padding=3, dilation=3, groups=2), 3),
     # more weights than batch*pixels
     "2d_wide_long_reduce": (2, (16, 16, 16, 16), (64, 16, 3, 3), dict(padding=1), 3),
@@ -107,3 +108,21 @@ def test_weight_gradient_is_a_contraction_over_padded_input():
                                                   (3, "m"), (3, "m")])
     padded = c.b.padded or c.a.padded
     assert padded.shape == (4, 3, 8, 8) and padded.pads == ((0, 0), (0, 0), (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((3, 3), (2, 2), (1, 1)), ((5, 2), (3, 2), (2, 0)),
+                                                     ((1, 1), (2, 3), (0, 0)), ((2, 4), (4, 2), (1, 2))])
+def test_strided_input_gradient_by_phases(kernel, stride, padding):
+    """A strided conv's input gradient runs as one stride-1 correlation per phase of the
+    input (no zeros inserted into the output gradient), including strides wider than
+    the kernel (phases no tap reaches are zero) and uneven sizes; against torch."""
+    rng = np.random.default_rng(sum(kernel) + sum(stride))
+    x = rng.standard_normal((3, 4, 13, 11)).astype(np.float32)
+    w = rng.standard_normal((5, 4, *kernel)).astype(np.float32)
+    lx = luban.tensor(x, device="cpu", requires_grad=True)
+    y = F.conv2d(lx, luban.tensor(w, device="cpu"), stride=stride, padding=padding)
+    g = rng.standard_normal(tuple(y.shape)).astype(np.float32)
+    (y * luban.tensor(g, device="cpu")).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    (torch.nn.functional.conv2d(tx, torch.tensor(w), stride=stride, padding=padding) * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(lx.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4 * np.abs(tx.grad.numpy()).max())

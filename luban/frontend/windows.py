@@ -7,12 +7,13 @@ again a view, plus a sum where it expanded).
 """
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 from .. import dtypes
 from ..autograd import Function
-from ..tensor import Tensor, _norm_dim, arange, ones, prod, where
-from .indexing import cat
+from ..tensor import Tensor, _norm_dim, arange, full, ones, prod, where
+from .indexing import cat, stack
 from .linalg import matmul
 
 
@@ -332,6 +333,8 @@ def _correlate_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, str
                           groups: int, op: str) -> Tensor:
     """d(correlate)/dx for x of `spatial` size padded by `pads`: x[p] gets g[i] * w[k]
     wherever p + before = i*s + k*d. Only x's own cells are computed (not the padding's)."""
+    if any(s > 1 for s in stride) and all(d == 1 for d in dilation):
+        return _strided_input_grad(g, w, spatial, pads, stride, groups, op)
     nd = len(spatial)
     o, cg, *kernel = w.shape
     first = g.ndim - nd
@@ -355,6 +358,35 @@ def _correlate_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, str
     if any(c != (0, n) for c, n in zip(crops, dx.shape[2:])):
         dx = dx._shrink(tuple((0, n) for n in dx.shape[:2]) + tuple(crops))
     return dx
+
+
+def _strided_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, stride: tuple, groups: int,
+                        op: str) -> Tensor:
+    """_correlate_input_grad for stride > 1 (dilation 1), by phases: the padded input's
+    cells p = q*s + r of one residue r (per dim) get taps k = r, r + s, ... only, so each
+    phase is a stride-1 correlation of g with that sub-kernel, and the phases interleave.
+    Dilating g with zeros instead would multiply s^nd times as many products, 3/4 of them
+    by zero for a 2-D stride 2."""
+    nd, first = len(spatial), g.ndim - len(spatial)
+    o, cg, *kernel = w.shape
+    wt = w.reshape(groups, o // groups, cg, *kernel).transpose(1, 2).reshape(groups * cg, o // groups, *kernel)
+    extent = [n + lo + hi for n, (lo, hi) in zip(spatial, pads)]  # the padded input's size
+    q = [-(-f // s) for f, s in zip(extent, stride)]  # cells per phase
+    lead = tuple(g.shape[:first - 1]) + (groups * cg,)
+    phases = []
+    for phase in itertools.product(*(range(s) for s in stride)):
+        taps = [len(range(r, k, s)) for r, k, s in zip(phase, kernel, stride)]
+        if 0 in taps:  # a stride wider than the kernel: cells no tap reaches
+            phases.append(full((*lead, *q), 0.0, dtype=g.dtype, device=g.device))
+            continue
+        sub = wt[(slice(None), slice(None)) + tuple(slice(r, None, s) for r, s in zip(phase, stride))]
+        gp = g._pad_raw(((0, 0),) * first + tuple((t - 1, n - m) for t, n, m in zip(taps, q, g.shape[first:])))
+        phases.append(_correlate(gp, sub.flip(*range(2, 2 + nd)), (1,) * nd, (1,) * nd, groups, op))
+    # (.., s1, s2, q1, q2) -> (.., q1, s1, q2, s2) -> (.., q1*s1, q2*s2), then x's own cells
+    dx = stack(phases, first).reshape(*lead, *stride, *q)
+    dx = dx.permute(*range(first), *(i for d in range(nd) for i in (first + nd + d, first + d)))
+    dx = dx.reshape(*lead, *(n * s for n, s in zip(q, stride)))
+    return dx._shrink(tuple((0, n) for n in lead) + tuple((lo, lo + n) for n, (lo, _) in zip(spatial, pads)))
 
 
 def _correlate_weight_grad(x: Tensor, g: Tensor, shape: tuple, stride: tuple, dilation: tuple, groups: int,
