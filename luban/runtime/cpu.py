@@ -50,8 +50,8 @@ class CPUProgram:
 
 
 class CPUClaimed:
-    """A program the device claimed (see Device.claim): a NumPy/BLAS call on views of the
-    launch's buffers instead of generated code."""
+    """A program the device claimed (see Device.claim): luban's own GEMM on the launch's
+    buffers instead of generated code."""
     __slots__ = ("run", "name")
 
     def __init__(self, run, name: str):
@@ -115,29 +115,30 @@ class CPUDevice(Device):
         self._pool_lock = threading.Lock()  # free() runs wherever the garbage collector does
 
     def claim(self, pattern) -> CPUClaimed | None:
-        """A BLAS call for a Gemm or Contraction pattern worth one (see CLAIM_MIN_WORK),
-        else None."""
+        """luban's own GEMM (cpu_claims, cpu_gemm) for a Gemm or Contraction pattern worth
+        one (see CLAIM_MIN_WORK), else None."""
         kind = getattr(pattern, "kind", None)
         if kind not in ("gemm", "contraction") or pattern.dtype not in ("float32", "float64"):
             return None
         g = pattern
         if kind == "gemm":
             dims = {"b": g.batch, "m": g.m, "n": g.n, "k": g.k}
-            fn, name = cpu_claims.gemm, f"gemm_{g.dtype}_{g.batch}x{g.m}x{g.n}x{g.k}"
+            name = f"gemm_{g.dtype}_{g.batch}x{g.m}x{g.n}x{g.k}"
         else:
             dims = {r: int(np.prod([n for n, x in zip(g.sizes, g.roles) if x == r])) for r in "bmnk"}
-            fn, name = cpu_claims.contract, f"contract_{g.dtype}_{'x'.join(map(str, g.sizes))}_{g.roles}"
+            name = f"contract_{g.dtype}_{'x'.join(map(str, g.sizes))}_{g.roles}"
         if dims["b"] * dims["m"] * dims["n"] * dims["k"] < CLAIM_MIN_WORK or \
                 (dims["m"] == 1 and dims["n"] == 1 and dims["b"] > 1):
             return None
+        fn = cpu_claims.program(g)
         if g.epilogue is None:
-            return CPUClaimed(lambda bufs: fn(g, bufs, self), name)
+            return CPUClaimed(lambda bufs: fn(bufs, self), name)
         prog, global_size, local_size = g.epilogue
         nbytes = dims["b"] * dims["m"] * dims["n"] * np.dtype(g.dtype).itemsize
 
         def run(bufs):  # the GEMM into a buffer of its own, then the generated rest
             tmp = self.alloc(nbytes)
-            fn(g, [tmp] + bufs[1:], self)
+            fn([tmp] + bufs[1:], self)
             self.launch(prog, bufs + [tmp], global_size, local_size)
         return CPUClaimed(run, name + "+epilogue")
 

@@ -6,7 +6,6 @@ an OpenMP C routine) into a buffer from the device's pool."""
 from __future__ import annotations
 
 import ctypes
-import functools
 import threading
 
 import numpy as np
@@ -82,14 +81,41 @@ def padded_copy(dst: np.ndarray, src: np.ndarray, pads: tuple, flags: tuple) -> 
                                      arr([st // src.itemsize for st in src.strides]))
 
 
+def program(pattern):
+    """run(bufs, dev) for a Gemm or Contraction pattern: its offset tables are built here,
+    once, and live as long as the program (a conv's are ~1 MB)."""
+    dt = np.dtype(pattern.dtype)
+    if pattern.kind == "gemm":
+        tables = _gemm_tables(pattern)
+        a, b = pattern.a, pattern.b
+
+        def run_gemm(bufs: list, dev) -> None:
+            tables.run(bufs[0].ptr, bufs[1 + a.index].ptr + a.offset * dt.itemsize,
+                       bufs[1 + b.index].ptr + b.offset * dt.itemsize, dt.itemsize, dev.FLAGS)
+        return run_gemm
+    tables = _contract_tables(pattern)
+
+    def run_contraction(bufs: list, dev) -> None:
+        held: list = []
+        a, b = (_source(v, dt, bufs, dev, held) for v in (pattern.a, pattern.b))
+        tables.run(bufs[0].ptr, a, b, dt.itemsize, dev.FLAGS)
+        for buf in held:
+            dev.free(buf)
+    return run_contraction
+
+
 def gemm(g, bufs: list, dev) -> None:
-    """out[p] = a[p] @ b[p] for a Gemm pattern."""
-    item = np.dtype(g.dtype).itemsize
-    _gemm_tables(g).run(bufs[0].ptr, bufs[1 + g.a.index].ptr + g.a.offset * item,
-                        bufs[1 + g.b.index].ptr + g.b.offset * item, item, dev.FLAGS)
+    """out[p] = a[p] @ b[p] for a Gemm pattern (tables built for this call)."""
+    program(g)(bufs, dev)
 
 
-@functools.lru_cache(maxsize=1024)
+def contract(c, bufs: list, dev) -> None:
+    """A Contraction: the "m" dims are A's rows, the "n" dims B's columns, the "k" dims
+    summed, the "b" dims a batch of such products; each operand read where its view
+    points, in its input or in a zero-padded copy of it (tables built for this call)."""
+    program(c)(bufs, dev)
+
+
 def _gemm_tables(g) -> cpu_gemm.Tables:
     off = cpu_gemm.offsets
     (ab, ar, ac), (bb, br, bc), (ob, orow, ocol) = g.a.strides, g.b.strides, g.out_strides
@@ -98,19 +124,6 @@ def _gemm_tables(g) -> cpu_gemm.Tables:
                                     off([g.batch], [ab]), off([g.batch], [bb]), off([g.batch], [ob]))
 
 
-def contract(c, bufs: list, dev) -> None:
-    """A Contraction: the "m" dims are A's rows, the "n" dims B's columns, the "k" dims
-    summed, the "b" dims a batch of such products; each operand read where its view
-    points, in its input or in a zero-padded copy of it."""
-    dt = np.dtype(c.dtype)
-    held: list = []
-    a, b = (_source(v, dt, bufs, dev, held) for v in (c.a, c.b))
-    _contract_tables(c).run(bufs[0].ptr, a, b, dt.itemsize, dev.FLAGS)
-    for buf in held:
-        dev.free(buf)
-
-
-@functools.lru_cache(maxsize=1024)
 def _contract_tables(c) -> cpu_gemm.Tables:
     dims = {r: [d for d, x in enumerate(c.roles) if x == r] for r in "bmnk"}
     out = dict(zip([d for d, x in enumerate(c.roles) if x != "k"], c.out_strides))
