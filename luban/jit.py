@@ -91,21 +91,23 @@ class _Walk:
 
     def visit(self, o, depth: int) -> None:
         tok = self.tokens
-        if o is None or isinstance(o, (bool, int, str, bytes, complex)):
-            tok.append((type(o), o))
+        t = type(o)
+        kind = _KINDS.get(t) or _kind(o)
+        if kind == "atom":
+            tok.append((t, o))
             return
-        if isinstance(o, float):
+        if kind == "float":
             tok.append((float, o.hex()))
             return
-        if isinstance(o, np.generic):
-            tok.append((type(o), o.tobytes()))
+        if kind == "scalar":
+            tok.append((t, o.tobytes()))
             return
         k = self.seen.get(id(o))
         if k is not None:  # shared or cyclic: record the sharing, not the object twice
             tok.append(("ref", k))
             return
         self.seen[id(o)] = len(self.seen)
-        if isinstance(o, Tensor):
+        if kind == "tensor":
             lb = o.lazydata
             i = len(self.tensors)
             self.tensors.append(o)
@@ -116,19 +118,25 @@ class _Walk:
         if depth > _MAX_DEPTH:
             tok.append(("deep", id(o)))
             return
-        if isinstance(o, (list, tuple)):
-            tok.append((type(o), len(o)))
+        if kind == "seq":
+            tok.append((t, len(o)))
             for v in o:
                 self.visit(v, depth + 1)
-        elif isinstance(o, dict):
-            tok.append((type(o), len(o)))
+        elif kind == "dict":
+            tok.append((t, len(o)))
             for key, v in o.items():
-                self.visit(key, depth + 1)
+                if type(key) is str:  # a module's attribute and parameter names, inline
+                    tok.append((str, key))
+                else:
+                    self.visit(key, depth + 1)
                 self.visit(v, depth + 1)
-        elif isinstance(o, np.ndarray):
+        elif kind == "obj":
+            tok.append(("obj", t))
+            self.visit(vars(o), depth + 1)
+        elif kind == "ndarray":
             body = o.tobytes() if o.nbytes <= _SMALL_ARRAY else id(o)
             tok.append((np.ndarray, o.shape, o.dtype.str, body))
-        elif isinstance(o, types.FunctionType):
+        elif kind == "function":
             tok.append((types.FunctionType, id(o)))
             for cell in o.__closure__ or ():
                 try:
@@ -139,19 +147,52 @@ class _Walk:
                 for name in _global_names(o.__code__, []):
                     if name in o.__globals__:
                         self.visit(o.__globals__[name], depth + 1)
-        elif isinstance(o, types.MethodType):
+        elif kind == "method":
             tok.append((types.MethodType,))
             self.visit(o.__self__, depth + 1)
             self.visit(o.__func__, depth + 1)
-        elif isinstance(o, (types.ModuleType, type, types.BuiltinFunctionType, Jit)):  # Jit: its own counters
+        elif kind == "fixed":
             tok.append(("fixed", id(o)))
-        elif isinstance(o, (set, frozenset)):
-            tok.append((type(o), len(o), hash(frozenset(x for x in o if not isinstance(x, Tensor)))))
-        elif hasattr(o, "__dict__"):
-            tok.append(("obj", type(o)))
-            self.visit(vars(o), depth + 1)
+        elif kind == "set":
+            tok.append((t, len(o), hash(frozenset(x for x in o if not isinstance(x, Tensor)))))
         else:
-            tok.append(("opaque", type(o), id(o)))
+            tok.append(("opaque", t, id(o)))
+
+
+_KINDS: dict = {}  # type -> how the walk records its instances (decided once per type)
+
+
+def _kind(o) -> str:
+    """The kind of o's type for _Walk.visit (each test depends on the type only)."""
+    if o is None or isinstance(o, (bool, int, str, bytes, complex)):
+        kind = "atom"
+    elif isinstance(o, float):
+        kind = "float"
+    elif isinstance(o, np.generic):
+        kind = "scalar"
+    elif isinstance(o, Tensor):
+        kind = "tensor"
+    elif isinstance(o, (list, tuple)):
+        kind = "seq"
+    elif isinstance(o, dict):
+        kind = "dict"
+    elif isinstance(o, np.ndarray):
+        kind = "ndarray"
+    elif isinstance(o, types.FunctionType):
+        kind = "function"
+    elif isinstance(o, types.MethodType):
+        kind = "method"
+    elif isinstance(o, (types.ModuleType, type, types.BuiltinFunctionType, Jit)):  # Jit: its own counters
+        kind = "fixed"
+    elif isinstance(o, (set, frozenset)):
+        kind = "set"
+    elif hasattr(o, "__dict__"):
+        kind = "obj"
+    else:
+        kind = "opaque"
+    if kind != "obj" or "__slots__" not in type(o).__dict__:  # a class with slots may still have __dict__ per instance
+        _KINDS[type(o)] = kind
+    return kind
 
 
 # ---- capture --------------------------------------------------------------------------------
