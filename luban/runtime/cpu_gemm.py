@@ -40,8 +40,9 @@ typedef struct {
   long M, N, K;
   const long *am, *ak, *bn, *bk, *cm, *cn;
 } problem;
-/* scratch memory of the calling thread, kept between calls: a fresh 128 KB block is an
-   mmap, page faults and an munmap every call (measured: ~100 us on a 128x256x256 GEMM) */
+/* scratch memory of the calling thread, shared out among its OpenMP threads and kept
+   between calls: a fresh 128 KB block is an mmap, page faults and an munmap every call
+   (measured: ~100 us on a 128x256x256 GEMM). NULL when out of memory. */
 static __thread char *scratch_mem[2];
 static __thread long scratch_cap[2];
 static void *scratch(int slot, long bytes) {
@@ -49,9 +50,11 @@ static void *scratch(int slot, long bytes) {
     free(scratch_mem[slot]);
     scratch_cap[slot] = (bytes + 4095) / 4096 * 4096;
     scratch_mem[slot] = aligned_alloc(64, scratch_cap[slot]);
+    if (!scratch_mem[slot]) scratch_cap[slot] = 0;
   }
   return scratch_mem[slot];
 }
+static inline long per_thread(long bytes) { return (bytes + 63) / 64 * 64; }
 typedef float vf __attribute__((vector_size(64)));
 typedef float vfu __attribute__((vector_size(64), aligned(4)));
 typedef double vd __attribute__((vector_size(64)));
@@ -175,8 +178,9 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
   }
 }
 
-/* nb problems of one shape, the q-th at element offsets qa[q], qb[q], qc[q] */
-void luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long nb, const long *am, const long *ak,
+/* nb problems of one shape, the q-th at element offsets qa[q], qb[q], qc[q]; returns
+   the bytes of scratch memory it could not allocate (0: done) */
+long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long nb, const long *am, const long *ak,
                    const long *bn, const long *bk, const long *cm, const long *cn, const long *qa, const long *qb,
                    const long *qc) {
   problem p = {M, N, K, am, ak, bn, bk, cm, cn};
@@ -184,7 +188,7 @@ void luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
     for (long q = 0; q < nb; q++)
       for (long i = 0; i < M; i++)
         for (long j = 0; j < N; j++) c[qc[q] + cm[i] + cn[j]] = 0;
-    return;
+    return 0;
   }
   int nt = (double)M * N * K * nb < 65536.0 ? 1 : omp_get_max_threads();
   long npanels = cdiv(N, $NR), rows = lmin(M, MC);
@@ -194,13 +198,15 @@ void luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
   if (nt > 1 && nb == 1 && K >= 4L * KC * nt && (double)M * N <= 262144.0) {
     /* few tiles, long K (a weight gradient): the threads split K, each into a dense C of
        its own, added up after */
-    long ldd = npanels * $NR, mrows = cdiv(M, MR) * MR;
+    long ldd = npanels * $NR, mrows = cdiv(M, MR) * MR, each = per_thread(sizeof($T) * (mrows + $NR) * KC);
     $T *parts = scratch(1, sizeof($T) * nt * mrows * ldd);
+    char *packs = scratch(0, each * nt);
+    if (!parts || !packs) return sizeof($T) * nt * mrows * ldd + each * nt;
     _Pragma("omp parallel num_threads(nt)")
     {
       int t = omp_get_thread_num(), n_t = omp_get_num_threads();
       $T *mine = parts + (long)t * mrows * ldd;
-      $T *Ap = scratch(0, sizeof($T) * (mrows + $NR) * KC), *Bp = Ap + mrows * KC;
+      $T *Ap = ($T *)(packs + t * each), *Bp = Ap + mrows * KC;
       memset(mine, 0, sizeof($T) * mrows * ldd);
       long lo = K * t / n_t, hi = K * (t + 1) / n_t;
       for (long k = lo; k < hi; k += KC) {
@@ -217,16 +223,19 @@ void luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
           c[qc[0] + cm[i] + cn[j]] = s;
         }
     }
-    return;
+    return 0;
   }
   /* tasks: blocks of MC rows x ncols columns of each problem, whole ones to each thread
      (a thread packs its A block itself: read from another core's cache it is slower); C
      is cut along N only as far as the threads need, each cut packs A once more */
   long mblocks = cdiv(M, MC), nblocks = lmin(npanels, cdiv(nt, nb * mblocks));
   long ncols = cdiv(npanels, nblocks) * $NR, nbl = cdiv(N, ncols), tasks = nb * mblocks * nbl;
+  long each = per_thread(sizeof($T) * (MC + $NR) * kc);
+  char *packs = scratch(0, each * nt);
+  if (!packs) return each * nt;
   _Pragma("omp parallel num_threads(nt)")
   {
-    $T *Ap = scratch(0, sizeof($T) * (MC + $NR) * kc), *Bp = Ap + MC * kc;
+    $T *Ap = ($T *)(packs + omp_get_thread_num() * each), *Bp = Ap + MC * kc;
     _Pragma("omp for schedule(static)")
     for (long t = 0; t < tasks; t++) {
       long q = t / (mblocks * nbl), i0 = t / nbl % mblocks * MC, j0 = t % nbl * ncols;
@@ -238,6 +247,7 @@ void luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       }
     }
   }
+  return 0;
 }
 """
 
@@ -264,7 +274,7 @@ def _gemm_fn(itemsize: int, flags: tuple):
                 for size, suffix in ((4, "f32"), (8, "f64")):
                     fn = getattr(lib, f"luban_gemm_{suffix}")
                     fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 4 + [ctypes.c_void_p] * 9
-                    fn.restype = None
+                    fn.restype = ctypes.c_long
                     built[size] = (fn, lib)  # lib keeps the shared object loaded
                 _fns.update(built)  # whole, so the unlocked check above never sees half of it
     return _fns[itemsize][0]
@@ -310,4 +320,7 @@ class Tables:
         if self.swapped:
             a, b = b, a
         if self.M and self.N and self.nb:
-            _gemm_fn(itemsize, flags)(c, a, b, self.M, self.N, self.K, self.nb, *self._ptrs)
+            short = _gemm_fn(itemsize, flags)(c, a, b, self.M, self.N, self.K, self.nb, *self._ptrs)
+            if short:
+                raise MemoryError(f"luban cpu GEMM ({self.nb}x{self.M}x{self.N}x{self.K}): could not allocate "
+                                  f"{short} bytes of packing memory")
