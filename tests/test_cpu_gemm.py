@@ -70,3 +70,18 @@ def test_column_major_output_is_computed_transposed():
     assert t.swapped
     t.run(out.ctypes.data, a.ctypes.data, b.ctypes.data, 4, cpu.compile_flags())
     np.testing.assert_allclose(out.T, a @ b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 300, 2048), (1, 1, 33, 7), (2, 1, 64, 4096), (1, 1, 40, 9000)])
+def test_single_row_products(shape):
+    """M = 1 (a vector times a matrix) takes the one-row kernel, packed or in place, with
+    K not a multiple of its four chains; (1, 1, 40, 9000) splits K among the threads."""
+    nb, m, n, k = shape
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal((nb, m, k)).astype(np.float32)
+    for transpose_b in (False, True):
+        b = rng.standard_normal((nb, k, n)).astype(np.float32)
+        out = np.full((nb, m, n), np.nan, np.float32)
+        _gemm(a, np.ascontiguousarray(b.transpose(0, 2, 1)) if transpose_b else b, out, transpose_b)
+        want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6 * np.sqrt(k) * np.abs(want).max())

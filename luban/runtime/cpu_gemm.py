@@ -134,6 +134,22 @@ static inline void tile_$S(long kc, const $T *restrict A, const $T *restrict B, 
   for (int i = 0; i < MR; i++) *($V *)(X + i * $NR) = acc[i];
 }
 
+/* tile_$S for a single row of A (a matrix-vector product): one FMA per k, not MR, in
+   four independent chains (an FMA's latency) */
+static inline void row_$S(long kc, const $T *restrict A, const $T *restrict B, const $T *base, const long *ks,
+                          $T *restrict X) {
+  $V acc[4] = {{0}, {0}, {0}, {0}};
+  long k = 0;
+  if (B)
+    for (; k + 4 <= kc; k += 4)
+      for (int u = 0; u < 4; u++) acc[u] += A[(k + u) * MR] * *(const $V *)(B + (k + u) * $NR);
+  else
+    for (; k + 4 <= kc; k += 4)
+      for (int u = 0; u < 4; u++) acc[u] += A[(k + u) * MR] * *(const $VU *)(base + ks[k + u]);
+  for (; k < kc; k++) acc[0] += A[k * MR] * (B ? *(const $V *)(B + k * $NR) : *(const $VU *)(base + ks[k]));
+  *($V *)X = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
 /* c[cm[i] + cn[j]] (+)= X[i][j] */
 static void store_$S($T *c, const long *cm, const long *cn, long mr, long nr, const $T *X, int add) {
   if (nr == $NR && consecutive(cn, $NR)) {
@@ -166,9 +182,12 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
     int direct = nr == $NR && consecutive(p->bn + j, $NR);
     if (!direct) pack_$S(Bp, $NR, b, p->bn + j, nr, p->bk + k0, kc);
     for (long i = i0; i < i1; i += MR) {
-      tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
+      if (i1 - i == 1)
+        row_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
+      else
+        tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
       if (dense)
-        for (long r = 0; r < MR; r++) {
+        for (long r = 0; r < lmin(MR, i1 - i); r++) {
           $V *d = ($V *)(dense + (i - i0 + r) * ldd + j);
           *d += *(const $V *)(X + r * $NR);
         }
