@@ -148,6 +148,7 @@ static inline void row_$S(long kc, const $T *restrict A, const $T *restrict B, c
       for (int u = 0; u < 4; u++) acc[u] += A[(k + u) * MR] * *(const $VU *)(base + ks[k + u]);
   for (; k < kc; k++) acc[0] += A[k * MR] * (B ? *(const $V *)(B + k * $NR) : *(const $VU *)(base + ks[k]));
   *($V *)X = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (int i = 1; i < MR; i++) *($V *)(X + i * $NR) = ($V){0};  /* rows a dense C adds up too */
 }
 
 /* c[cm[i] + cn[j]] (+)= X[i][j] */
@@ -187,7 +188,7 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
       else
         tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
       if (dense)
-        for (long r = 0; r < lmin(MR, i1 - i); r++) {
+        for (long r = 0; r < MR; r++) {
           $V *d = ($V *)(dense + (i - i0 + r) * ldd + j);
           *d += *(const $V *)(X + r * $NR);
         }
