@@ -2,6 +2,8 @@
 each of its paths (one problem cut among the threads, a batch of problems, K split
 among the threads with partial sums added), operands read in place or packed, row
 and column counts off the register tile, float32 and float64, and K = 0."""
+import platform
+
 import numpy as np
 import pytest
 
@@ -9,21 +11,28 @@ from luban.runtime import cpu
 from luban.runtime.cpu_gemm import Tables, offsets
 
 
-def _gemm(a, b, out, transpose_b=False):
+# the AVX-512 build (this machine's -march=native) and, on x86, the build without it (the
+# 12-row AVX2 tile, no in-register transposes)
+FLAGS = [cpu.compile_flags()] + ([cpu.compile_flags() + ("-mno-avx512f",)]
+                                 if platform.machine() in ("x86_64", "AMD64") else [])
+
+
+def _gemm(a, b, out, transpose_b=False, flags=None):
     """out[q] = a[q] @ b[q] (b stored transposed if transpose_b) through the tables."""
     nb, m, k = a.shape
     n = out.shape[2]
     bn, bk = (offsets([n], [k]), offsets([k], [1])) if transpose_b else (offsets([n], [1]), offsets([k], [n]))
     t = Tables(offsets([m], [k]), offsets([k], [1]), bn, bk, offsets([m], [n]), offsets([n], [1]),
                offsets([nb], [m * k]), offsets([nb], [k * n]), offsets([nb], [m * n]))
-    t.run(out.ctypes.data, a.ctypes.data, b.ctypes.data, a.itemsize, cpu.compile_flags())
+    t.run(out.ctypes.data, a.ctypes.data, b.ctypes.data, a.itemsize, flags or cpu.compile_flags())
 
 
+@pytest.mark.parametrize("flags", FLAGS, ids=["native", "no_avx512"][:len(FLAGS)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_b", [False, True])
 @pytest.mark.parametrize("shape", [(1, 300, 260, 70), (1, 37, 45, 5000), (1, 16, 32, 9000), (5, 33, 47, 29),
                                    (1, 1, 1, 1), (3, 64, 64, 32), (1, 130, 17, 300), (1, 600, 520, 1500)])
-def test_gemm_matches_numpy(shape, transpose_b, dtype):
+def test_gemm_matches_numpy(shape, transpose_b, dtype, flags):
     """(nb, m, n, k): (1, 37, 45, 5000) and (1, 16, 32, 9000) take the split-K path; in
     (1, 600, 520, 1500) C is added to once per 256-deep slice of K."""
     nb, m, n, k = shape
@@ -32,7 +41,7 @@ def test_gemm_matches_numpy(shape, transpose_b, dtype):
     b = rng.standard_normal((nb, k, n)).astype(dtype)
     stored_b = np.ascontiguousarray(b.transpose(0, 2, 1)) if transpose_b else b
     out = np.full((nb, m, n), np.nan, dtype)  # every element must be written
-    _gemm(a, stored_b, out, transpose_b)
+    _gemm(a, stored_b, out, transpose_b, flags)
     want = np.matmul(a.astype(np.float64), b.astype(np.float64))
     tol = 1e-6 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(out, want, rtol=tol * 10, atol=tol * np.sqrt(k) * np.abs(want).max())

@@ -27,9 +27,15 @@ _COMMON = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
-#define MR 16
+#ifdef __AVX512F__
+#define VBYTES 64
+#define MR 16 /* 16 accumulators and B's vector of 32 zmm registers */
+#else
+#define VBYTES 32
+#define MR 12 /* AVX2 (or narrower, split by the compiler): 12 + B + a broadcast of 16 */
+#endif
 #define KC 256
-#define MC 128
+#define MC (MR * 8) /* rows of A packed at a time (L2), whole panels */
 static inline long lmin(long a, long b) { return a < b ? a : b; }
 static inline long cdiv(long a, long b) { return (a + b - 1) / b; }
 static inline int consecutive(const long *off, long n) {
@@ -55,10 +61,11 @@ static void *scratch(int slot, long bytes) {
   return scratch_mem[slot];
 }
 static inline long per_thread(long bytes) { return (bytes + 63) / 64 * 64; }
-typedef float vf __attribute__((vector_size(64)));
-typedef float vfu __attribute__((vector_size(64), aligned(4)));
-typedef double vd __attribute__((vector_size(64)));
-typedef double vdu __attribute__((vector_size(64), aligned(8)));
+typedef float vf __attribute__((vector_size(VBYTES)));
+typedef float vfu __attribute__((vector_size(VBYTES), aligned(4)));
+typedef double vd __attribute__((vector_size(VBYTES)));
+typedef double vdu __attribute__((vector_size(VBYTES), aligned(8)));
+#if VBYTES == 64
 typedef int vi __attribute__((vector_size(64)));
 /* P[k][16] = src[rows[i] + off + k], k < 16, for 16 rows of 16 floats: a 16x16 transpose in
    registers (4 rounds of swapping off-diagonal blocks), ~4x a scalar transposing copy */
@@ -91,9 +98,10 @@ static inline void transpose16(float *restrict P, const float *src, const long *
     }
   for (int i = 0; i < 16; i++) *(vf *)(P + i * 16) = r[i];
 }
+#endif
 """
 
-# One instance per element type $T: vectors $V of $NR lanes (64 bytes), unaligned $VU
+# One instance per element type $T: vectors $V of $NR lanes (VBYTES), unaligned $VU
 _TEMPLATE = r"""
 /* P[k][w] = src[rows[i] + ks[k]] for i < r (rows r..w-1 zero) */
 static void pack_$S($T *restrict P, long w, const $T *src, const long *rows, long r, const long *ks, long kc) {
@@ -105,10 +113,12 @@ static void pack_$S($T *restrict P, long w, const $T *src, const long *rows, lon
   }
   for (long k = 0; k < kc; k += 16) {
     long n = lmin(16, kc - k);
+#if VBYTES == 64
     if (sizeof($T) == 4 && w == 16 && r == 16 && n == 16 && consecutive(ks + k, 16)) {
       transpose16((float *)(void *)(P + k * 16), (const float *)(const void *)src, rows, ks[k]);
       continue;
     }
+#endif
     for (long i = 0; i < r; i++)
       for (long kk = k; kk < k + n; kk++) P[kk * w + i] = src[rows[i] + ks[kk]];
   }
@@ -272,12 +282,12 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
 """
 
 
-def _instance(t: str, v: str, vu: str, lanes: int, suffix: str) -> str:
-    return _TEMPLATE.replace("$VU", vu).replace("$V", v).replace("$T", t).replace("$NR", str(lanes)) \
+def _instance(t: str, v: str, vu: str, size: int, suffix: str) -> str:
+    return _TEMPLATE.replace("$VU", vu).replace("$V", v).replace("$T", t).replace("$NR", f"(VBYTES / {size})") \
         .replace("$S", suffix)
 
 
-_SOURCE = _COMMON + _instance("float", "vf", "vfu", 16, "f32") + _instance("double", "vd", "vdu", 8, "f64")
+_SOURCE = _COMMON + _instance("float", "vf", "vfu", 4, "f32") + _instance("double", "vd", "vdu", 8, "f64")
 
 # FMA contraction on (BLAS rounds the same way); the rest as the device's kernels
 _EXTRA_FLAGS = ("-ffp-contract=fast",)
@@ -286,18 +296,20 @@ _lock = threading.Lock()
 
 
 def _gemm_fn(itemsize: int, flags: tuple):
-    if not _fns:
+    fns = _fns.get(flags)
+    if fns is None:
         with _lock:
-            if not _fns:
+            fns = _fns.get(flags)
+            if fns is None:
                 lib = ctypes.CDLL(str(compile_cache.build(_SOURCE, tuple(flags) + _EXTRA_FLAGS)))
-                built = {}
+                fns = {}
                 for size, suffix in ((4, "f32"), (8, "f64")):
                     fn = getattr(lib, f"luban_gemm_{suffix}")
                     fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 4 + [ctypes.c_void_p] * 9
                     fn.restype = ctypes.c_long
-                    built[size] = (fn, lib)  # lib keeps the shared object loaded
-                _fns.update(built)  # whole, so the unlocked check above never sees half of it
-    return _fns[itemsize][0]
+                    fns[size] = (fn, lib)  # lib keeps the shared object loaded
+                _fns[flags] = fns  # whole, so the unlocked lookup above never sees half of it
+    return fns[itemsize][0]
 
 
 def offsets(sizes, strides) -> np.ndarray:
