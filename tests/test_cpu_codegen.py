@@ -481,7 +481,9 @@ def test_scatter_add():
     for dt, bshape, ishape, axis in ((D.float32, (4, 6), (4, 10), 1), (D.int32, (5, 3), (8, 3), 0),
                                      (D.float16, (4, 6), (4, 50), 1), (D.float32, (64, 300), (64, 600), 1),
                                      (D.float32, (40, 3, 7), (90, 3, 7), 0), (D.float32, (8, 50, 40), (8, 300, 40), 1),
-                                     (D.float32, (4, 6), (4, 0), 1)):
+                                     (D.float32, (4, 6), (4, 0), 1),
+                                     # wide rows: the off-axis dim in blocks, run below the axis
+                                     (D.float32, (30, 96), (200, 96), 0), (D.int32, (5, 64), (40, 64), 0)):
         base, idx, val = load(0, dt, bshape), load(1, D.int64, ishape), load(2, dt, ishape)
         arrays = [sample(dt, bshape, rng) if not dt.is_float else rng.standard_normal(bshape).astype(dt.np),
                   rng.integers(0, bshape[axis], ishape),  # repeats, accumulated in order

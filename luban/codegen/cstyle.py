@@ -653,7 +653,22 @@ class _Renderer:
         if 0 in shape:
             return
         work = math.prod(shape) * max(_cost(index, self.costs), _cost(val, self.costs))
-        stack, jvars = self.open_loops(shape, "j", work, free + [axis], shared=len(free))
+        last = free[-1] if free and free[-1] > axis else None
+        size = _scatter_block(shape[last]) if last is not None else 0
+        if not size:
+            stack, jvars = self.open_loops(shape, "j", work, free + [axis], shared=len(free))
+            with stack:
+                self._scatter_one(node, jvars)
+            return
+        # the innermost off-axis dim in blocks: threads share the blocks, and a block's
+        # positions run innermost, below the axis, so consecutive steps read consecutive
+        # memory (the axis outside them read a column at a time: W3's token-embedding
+        # gradient 290 -> 101 us)
+        split = shape[:last] + (shape[last] // size, size) + shape[last + 1:]
+        at = lambda k: k if k < last else k + 1
+        order = [at(k) for k in free[:-1]] + [last, at(axis), last + 1]
+        stack, jv = self.open_loops(split, "j", work, order, shared=len(free))
+        jvars = jv[:last] + [jv[last] * size + jv[last + 1]] + jv[last + 2:]
         with stack:
             self._scatter_one(node, jvars)
 
@@ -668,6 +683,12 @@ class _Renderer:
             addr = linearize(at, node.shape).render()
             total = _binary(Op.ADD, dt, _load(dt, f"out[{addr}]"), self.value(val, jvars), self.d)
             self.em.line(f"out[{addr}] = {_store(dt, total)};")
+
+
+def _scatter_block(n: int) -> int:
+    """Block length for a scatter's innermost off-axis dim of n (0: none): a divisor of n
+    from 16 to 256 that leaves at least two blocks to share."""
+    return next((b for b in range(min(256, n // 2), 15, -1) if n % b == 0), 0)
 
 
 def _tile(n: int) -> int:
