@@ -11,7 +11,10 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
   is an elementwise subtree reading several buffers that k kernels would inline, when the
   k * loads reads that costs exceed loads + 1 + k (a transformer's residual stream is a
   sum over every earlier layer, re-read by every LayerNorm and backward kernel);
-- SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized;
+- SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized, and
+  so is a scatter's value that holds a reduce: the scatter walks its index in order along
+  the axis, which gives the reduce neither its vector loop nor its tile of accumulators
+  (W3's position-embedding gradient, a sum over the batch inside the scatter: 570 us);
 - a tree deeper than MAX_DEPTH is cut, so a long lazy chain (x = x + 1 in a loop) never
   becomes an AST that a code generator's recursion cannot handle.
 """
@@ -152,6 +155,10 @@ class _Planner:
         """Materialize under-broadcast work in root's tree; returns ids of inlined nodes."""
         if root.op is Op.COPY:
             return set()
+        if root.op is Op.SCATTER_ADD:  # values that hold a reduce are computed on their own
+            val = root.src[2]
+            if val.buffer is None and id(val) not in self.mat and self._summary(val)[0]:
+                self._materialize(_view_base(val))
         while True:  # a cut made mid-walk changes the tree: walk again until none is made
             start = [(s, _broadcasts(root) or (root.op is Op.GATHER and i == 0)) for i, s in enumerate(root.src)]
             cut, inlined = self._walk(start)
