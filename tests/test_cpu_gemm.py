@@ -94,3 +94,40 @@ def test_single_row_products(shape):
         _gemm(a, np.ascontiguousarray(b.transpose(0, 2, 1)) if transpose_b else b, out, transpose_b)
         want = np.matmul(a.astype(np.float64), b.astype(np.float64))
         np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6 * np.sqrt(k) * np.abs(want).max())
+
+
+def test_forked_child_runs_the_gemm(tmp_path):
+    """A process that ran only GEMMs (no generated kernel), then forked: the child's GEMM
+    must not hang in GNU OpenMP (a DataLoader worker); in a fresh process, as the parent
+    of the test suite has loaded kernels already."""
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "fork.py"
+    script.write_text("""
+import os, sys, time, numpy as np
+from luban.runtime import cpu, cpu_gemm
+off = cpu_gemm.offsets
+a = np.random.rand(256, 256).astype(np.float32); c = np.empty_like(a)
+t = cpu_gemm.Tables(off([256], [256]), off([256], [1]), off([256], [1]), off([256], [256]),
+                    off([256], [256]), off([256], [1]))
+t.run(c.ctypes.data, a.ctypes.data, a.ctypes.data, 4, cpu.compile_flags())
+pid = os.fork()
+if pid == 0:
+    t.run(c.ctypes.data, a.ctypes.data, a.ctypes.data, 4, cpu.compile_flags())
+    os._exit(0 if np.allclose(c, a @ a, rtol=1e-4) else 1)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, 9)  # hung: leave no orphan behind
+os.waitpid(pid, 0)
+sys.exit(3)
+""")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, str(script)], env=env, timeout=180, capture_output=True, text=True)
+    assert done.returncode != 3, "the forked child hung in the GEMM's parallel region"
+    assert done.returncode == 0, done.stderr

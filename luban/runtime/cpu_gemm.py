@@ -16,7 +16,7 @@ weight gradient: small C, long K) the threads split K and add their partial C's.
 from __future__ import annotations
 
 import ctypes
-import functools
+import os
 import threading
 
 import numpy as np
@@ -289,7 +289,9 @@ def _instance(t: str, v: str, vu: str, size: int, suffix: str) -> str:
 
 _SOURCE = _COMMON + _instance("float", "vf", "vfu", 4, "f32") + _instance("double", "vd", "vdu", 8, "f64")
 
-# FMA contraction on (BLAS rounds the same way); the rest as the device's kernels
+# FMA contraction on (BLAS rounds the same way); the rest as the device's kernels. A
+# forked child (a DataLoader worker) runs the GEMM on one thread: GNU OpenMP hangs in a
+# child whose parent ran a parallel region (as cpu.py does for the generated kernels).
 _EXTRA_FLAGS = ("-ffp-contract=fast",)
 _fns: dict = {}
 _lock = threading.Lock()
@@ -309,6 +311,8 @@ def _gemm_fn(itemsize: int, flags: tuple):
                     fn.restype = ctypes.c_long
                     fns[size] = (fn, lib)  # lib keeps the shared object loaded
                 _fns[flags] = fns  # whole, so the unlocked lookup above never sees half of it
+                if len(_fns) == 1:
+                    os.register_at_fork(after_in_child=lambda: lib.omp_set_num_threads(1))
     return fns[itemsize][0]
 
 
