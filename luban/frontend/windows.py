@@ -308,10 +308,11 @@ class _Correlate(Function):
     """conv's core: x zero-padded by `pads`, correlated with w; with its own backward
     rule. Composed, the input gradient would be the adjoint of the window view: each
     tap's contribution (a reduce over output channels, kernel-size times the input's
-    size) summed into place, col2im style, which no BLAS call describes. Instead it is a
+    size) summed into place, col2im style, which no GEMM describes. Instead it is a
     correlation like the forward one, which a device may claim as a GEMM over windows:
-    the output gradient, dilated by the stride and padded by the kernel's reach, against
-    the flipped, in/out-swapped weight. The weight gradient is the composed one."""
+    the output gradient, padded by the kernel's reach, against the flipped, in/out-swapped
+    weight (with stride > 1, one such correlation per phase of the input). The weight
+    gradient is the composed one."""
 
     def forward(self, x, w, pads, stride, dilation, groups, op):
         x = Tensor._wrap(x)
@@ -336,7 +337,7 @@ def _correlate_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, str
     if any(s > 1 for s in stride) and all(d == 1 for d in dilation):
         return _strided_input_grad(g, w, spatial, pads, stride, groups, op)
     nd = len(spatial)
-    o, cg, *kernel = w.shape
+    kernel = w.shape[2:]
     first = g.ndim - nd
     gpads, crops = [], []
     for i, (k, s, d, n, (before, after)) in enumerate(zip(kernel, stride, dilation, spatial, pads)):
@@ -353,11 +354,17 @@ def _correlate_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, str
     if any(s > 1 for s in stride):  # a dilated view has no strided address: copy it once
         g = g.contiguous()
     g = g._pad_raw(((0, 0),) * first + tuple(gpads))  # one PAD: a claimable zero-padded view
-    wt = w.reshape(groups, o // groups, cg, *kernel).transpose(1, 2).reshape(groups * cg, o // groups, *kernel)
+    wt = _swap_in_out(w, groups)
     dx = _correlate(g, wt.flip(*range(2, 2 + nd)), (1,) * nd, dilation, groups, op)
     if any(c != (0, n) for c, n in zip(crops, dx.shape[2:])):
         dx = dx._shrink(tuple((0, n) for n in dx.shape[:2]) + tuple(crops))
     return dx
+
+
+def _swap_in_out(w: Tensor, groups: int) -> Tensor:
+    """A conv weight (O, C/groups, *k) as the weight of its adjoint (C, O/groups, *k)."""
+    o, cg, *kernel = w.shape
+    return w.reshape(groups, o // groups, cg, *kernel).transpose(1, 2).reshape(groups * cg, o // groups, *kernel)
 
 
 def _strided_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, stride: tuple, groups: int,
@@ -368,11 +375,11 @@ def _strided_input_grad(g: Tensor, w: Tensor, spatial: tuple, pads: tuple, strid
     Dilating g with zeros instead would multiply s^nd times as many products, 3/4 of them
     by zero for a 2-D stride 2."""
     nd, first = len(spatial), g.ndim - len(spatial)
-    o, cg, *kernel = w.shape
-    wt = w.reshape(groups, o // groups, cg, *kernel).transpose(1, 2).reshape(groups * cg, o // groups, *kernel)
+    kernel = w.shape[2:]
+    wt = _swap_in_out(w, groups)
     extent = [n + lo + hi for n, (lo, hi) in zip(spatial, pads)]  # the padded input's size
     q = [-(-f // s) for f, s in zip(extent, stride)]  # cells per phase
-    lead = tuple(g.shape[:first - 1]) + (groups * cg,)
+    lead = tuple(g.shape[:first - 1]) + (wt.shape[0],)
     phases = []
     for phase in itertools.product(*(range(s) for s in stride)):
         taps = [len(range(r, k, s)) for r, k, s in zip(phase, kernel, stride)]

@@ -1,7 +1,7 @@
 """The `cpu` device: kernels rendered to C by luban.codegen.c, compiled by the system C
 compiler into shared objects (cached on disk by compile_cache), called through ctypes
 (which releases the GIL). Buffers are 64-byte-aligned NumPy byte arrays. Pattern claims
-(GEMMs and convolutions in OpenBLAS) are in cpu_claims.py."""
+(GEMMs and convolutions, in luban's own GEMM) are in cpu_claims.py."""
 from __future__ import annotations
 
 import ctypes
@@ -58,10 +58,9 @@ class CPUClaimed:
         self.run, self.name = run, name
 
 
-# Below this many multiply-adds a BLAS call's fixed cost (views, dispatch) is more than a
-# generated kernel takes (measured: even at 32^3, BLAS ahead from 64^3). Batched dot
-# products (m = n = 1) stay generated: NumPy runs them one dot at a time on one thread,
-# the generated kernel shares them among threads.
+# Below this many multiply-adds a claimed GEMM's fixed cost (tables, dispatch) is more
+# than a generated kernel takes. Batched dot products (m = n = 1) stay generated: the
+# generated kernel shares them among threads as plain reductions.
 CLAIM_MIN_WORK = 1 << 15
 
 

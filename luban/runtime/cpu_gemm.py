@@ -72,31 +72,7 @@ typedef int vi __attribute__((vector_size(64)));
 static inline void transpose16(float *restrict P, const float *src, const long *rows, long off) {
   vf r[16];
   for (int i = 0; i < 16; i++) r[i] = *(const vfu *)(src + rows[i] + off);
-  for (int i = 0; i < 16; i++)
-    if (!(i & 8)) {
-      vf a = r[i], b = r[i + 8];
-      r[i] = __builtin_shuffle(a, b, (vi){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23});
-      r[i + 8] = __builtin_shuffle(a, b, (vi){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
-    }
-  for (int i = 0; i < 16; i++)
-    if (!(i & 4)) {
-      vf a = r[i], b = r[i + 4];
-      r[i] = __builtin_shuffle(a, b, (vi){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27});
-      r[i + 4] = __builtin_shuffle(a, b, (vi){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
-    }
-  for (int i = 0; i < 16; i++)
-    if (!(i & 2)) {
-      vf a = r[i], b = r[i + 2];
-      r[i] = __builtin_shuffle(a, b, (vi){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29});
-      r[i + 2] = __builtin_shuffle(a, b, (vi){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
-    }
-  for (int i = 0; i < 16; i++)
-    if (!(i & 1)) {
-      vf a = r[i], b = r[i + 1];
-      r[i] = __builtin_shuffle(a, b, (vi){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30});
-      r[i + 1] = __builtin_shuffle(a, b, (vi){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
-    }
-  for (int i = 0; i < 16; i++) *(vf *)(P + i * 16) = r[i];
+$ROUNDS  for (int i = 0; i < 16; i++) *(vf *)(P + i * 16) = r[i];
 }
 #endif
 """
@@ -282,12 +258,27 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
 """
 
 
+def _transpose_rounds() -> str:
+    """transpose16's four rounds: rows i and i + d (bit d of i clear) swap their
+    off-diagonal d x d blocks. Lane e of the new row i is a[e] or, where bit d of e is
+    set, b[e - d]; of row i + d, a[e + d] or b[e] (lane 16 + e of a shuffle is b[e])."""
+    def mask(d: int, high: bool) -> str:
+        return ", ".join(str((16 + e if high else 16 + e - d) if e & d else (e + d if high else e)) for e in range(16))
+    return "".join(f"""  for (int i = 0; i < 16; i++)
+    if (!(i & {d})) {{
+      vf a = r[i], b = r[i + {d}];
+      r[i] = __builtin_shuffle(a, b, (vi){{{mask(d, False)}}});
+      r[i + {d}] = __builtin_shuffle(a, b, (vi){{{mask(d, True)}}});
+    }}
+""" for d in (8, 4, 2, 1))
+
+
 def _instance(t: str, v: str, vu: str, size: int, suffix: str) -> str:
     return _TEMPLATE.replace("$VU", vu).replace("$V", v).replace("$T", t).replace("$NR", f"(VBYTES / {size})") \
         .replace("$S", suffix)
 
 
-_SOURCE = _COMMON + _instance("float", "vf", "vfu", 4, "f32") + _instance("double", "vd", "vdu", 8, "f64")
+_SOURCE = _COMMON.replace("$ROUNDS", _transpose_rounds()) + _instance("float", "vf", "vfu", 4, "f32") + _instance("double", "vd", "vdu", 8, "f64")
 
 # FMA contraction on (BLAS rounds the same way); the rest as the device's kernels. A
 # forked child (a DataLoader worker) runs the GEMM on one thread: GNU OpenMP hangs in a

@@ -188,7 +188,7 @@ def _view_base(n: LazyBuffer) -> LazyBuffer:
     node of the chain with the fewest elements, the nearest to n of those. Past a PAD
     (or an EXPAND) the work is computed once, unpadded, and the chain stays a view: a
     convolution's windows over relu(bn(x)) read the buffer of relu(bn(x)), which a
-    device may hand to BLAS. Between nodes of equal size, the one nearest the consumer
+    device may hand to a GEMM. Between nodes of equal size, the one nearest the consumer
     stores the work in the layout the consumer reads (attention's heads merged back
     into rows, a plain GEMM operand)."""
     best, node = n, n
