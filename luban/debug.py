@@ -46,9 +46,9 @@ def reset_kernel_count() -> None:
     _count = 0
 
 
-def count_kernel() -> None:
+def count_kernel(n: int = 1) -> None:
     global _count
-    _count += 1
+    _count += n
 
 
 def log(msg: str) -> None:

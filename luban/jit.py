@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import sys
 import types
+from math import prod
 from collections import OrderedDict
 
 import numpy as np
@@ -49,6 +50,7 @@ from .runtime import default_device
 from .schedule import realize, run as _run
 from .schedule.cache import _arg_key
 from .schedule.fusion import ScheduleItem
+from .schedule.sequence import Sequence
 from .tensor import Tensor
 
 MAX_CAPTURES = 4  # captures per signature before giving up on replay
@@ -243,6 +245,7 @@ class _Tape:
             self.items.append((it.kernel, it.out.dtype, it.out.shape, it.out.device, ins))
         self.rng_advance = rng_advance
         self.programs = None  # per item: (device, program, global size, local size)
+        self.sequence: Sequence | None = None  # the items as one, built with programs
         # rebound state: tensors whose node changed (end walk ordinals == start walk's)
         outs = [(k, t.lazydata) for k, t in enumerate(end.tensors)
                 if k >= len(start_nodes) or t.lazydata is not start_nodes[k]]
@@ -329,14 +332,18 @@ class _Tape:
             return self.fixed[r[1]]
         if self.programs is None:  # resolved on the first replay, not per launch
             self.programs = [None if k is None else _run.resolve(d, k) for k, _, _, d, _ in self.items]
+            self.sequence = self._sequence()
         plain = not debug.timing and debug.level() == 0  # else the full path logs and times
-        for (kernel, dtype, shape, device, ins), prog in zip(self.items, self.programs):
-            out = LazyBuffer(Op.CONTIGUOUS, (), None, dtype, shape, device)
-            if prog is not None and plain:
-                _run.launch_resolved(prog, out, [get(r) for r in ins])
-            else:
-                _run._run_item(ScheduleItem(out, kernel, [get(r) for r in ins]))
-            slots.append(out)
+        if plain and self.sequence is not None:
+            self._run_sequence(slots, tensors)
+        else:
+            for (kernel, dtype, shape, device, ins), prog in zip(self.items, self.programs):
+                out = LazyBuffer(Op.CONTIGUOUS, (), None, dtype, shape, device)
+                if prog is not None and plain:
+                    _run.launch_resolved(prog, out, [get(r) for r in ins])
+                else:
+                    _run._run_item(ScheduleItem(out, kernel, [get(r) for r in ins]))
+                slots.append(out)
         built: list[LazyBuffer] = []
         for t in self.template:
             if t[0] == "leaf":
@@ -351,6 +358,61 @@ class _Tape:
         for t, node in new:
             t.lazydata = node
         return _decode(self.result, value)
+
+    # ---- replay as one device sequence ----------------------------------------------------
+    def _slot(self, r: tuple) -> int:
+        """A ref's slot in the sequence's table: uploads and kernel outputs by position,
+        then located tensors, then fixed nodes."""
+        return r[1] if r[0] == "s" else self._apos[r[1]] if r[0] == "a" else self._fpos[r[1]]
+
+    def _sequence(self) -> Sequence | None:
+        """The kernels as one Sequence (schedule/sequence.py), if they all run on one device
+        that has a sequence hook; else None (launched one at a time)."""
+        devices = {d for *_, d, _ in self.items}
+        if not self.items or len(devices) != 1 or any(p is None for p in self.programs):
+            return None
+        n = len(self.uploads) + len(self.items)
+        self._apos = {a: n + k for k, a in enumerate(self.located)}
+        self._fpos = {f: n + len(self.located) + k for k, f in enumerate(self.fixed)}
+        launches = [(prog[1], len(self.uploads) + i, tuple(self._slot(r) for r in ins), dtype.itemsize * prod(shape))
+                    for i, ((_, dtype, shape, _, ins), prog) in enumerate(zip(self.items, self.programs))]
+        seq = Sequence(self.programs[0][0], launches, n + len(self.located) + len(self.fixed), self._escaping())
+        if not seq.usable:
+            return None
+        for f, slot in self._fpos.items():
+            seq.bind(slot, self.fixed[f].buffer.handle)
+        for k, u in enumerate(self.uploads):
+            if u[0] == "const":
+                seq.bind(k, self.fixed[u[1]].buffer.handle)
+        return seq
+
+    def _escaping(self) -> set[int]:
+        """Slots of kernel outputs read after the replay: rebound state, returned tensors and
+        the templates' leaves; the rest are temporaries."""
+        refs = [v for _, v in self.outputs] + [t[1] for t in self.template if t[0] == "leaf"]
+
+        def walk(e):
+            if e[0] == "T":
+                refs.append(e[1])
+            elif e[0] in (list, tuple, dict):
+                for v in e[1]:
+                    walk(v[1] if e[0] is dict else v)
+        walk(self.result)
+        return {r[1] for r in refs if r[0] == "s" and r[1] >= len(self.uploads)}
+
+    def _run_sequence(self, slots: list, tensors: list) -> None:
+        """Launch every kernel through the sequence; slots gets the escaping outputs' nodes
+        (None for temporaries, which nothing after the replay reads)."""
+        binds = [(k, slots[k].buffer.handle) for k, u in enumerate(self.uploads) if u[0] != "const"]
+        binds += [(slot, tensors[a].lazydata.buffer.handle) for a, slot in self._apos.items()]
+        outs = self.sequence.run(binds)
+        for k, (_, dtype, shape, device, _) in enumerate(self.items, len(self.uploads)):
+            buf = outs.get(k)
+            node = None
+            if buf is not None:
+                node = LazyBuffer(Op.BUFFER, (), None, dtype, shape, device)
+                node.buffer = buf
+            slots.append(node)
 
     def _located(self) -> list[int]:
         """Walk ordinals of the tensors the kernels and templates read."""

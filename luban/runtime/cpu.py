@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import dtypes
-from . import compile_cache, cpu_claims
+from . import compile_cache, cpu_claims, cpu_sequence
 from .device import Device
 
 ALIGN = 64  # a cache line, and the widest vector load
@@ -51,11 +51,13 @@ class CPUProgram:
 
 class CPUClaimed:
     """A program the device claimed (see Device.claim): luban's own GEMM on the launch's
-    buffers instead of generated code."""
-    __slots__ = ("run", "name")
+    buffers instead of generated code. gemm: the cpu_claims.Program; epilogue: None, or
+    the generated program that reads the GEMM's result from a buffer of `nbytes` as its
+    last input (what cpu_sequence needs to run the two from C)."""
+    __slots__ = ("run", "name", "gemm", "epilogue", "nbytes")
 
-    def __init__(self, run, name: str):
-        self.run, self.name = run, name
+    def __init__(self, run, name: str, gemm=None, epilogue=None, nbytes: int = 0):
+        self.run, self.name, self.gemm, self.epilogue, self.nbytes = run, name, gemm, epilogue, nbytes
 
 
 # Below this many multiply-adds a claimed GEMM's fixed cost (tables, dispatch) is more
@@ -131,7 +133,7 @@ class CPUDevice(Device):
             return None
         fn = cpu_claims.program(g)
         if g.epilogue is None:
-            return CPUClaimed(lambda bufs: fn(bufs, self), name)
+            return CPUClaimed(lambda bufs: fn(bufs, self), name, fn)
         prog, global_size, local_size = g.epilogue
         nbytes = dims["b"] * dims["m"] * dims["n"] * np.dtype(g.dtype).itemsize
 
@@ -139,7 +141,11 @@ class CPUDevice(Device):
             tmp = self.alloc(nbytes)
             fn([tmp] + bufs[1:], self)
             self.launch(prog, bufs + [tmp], global_size, local_size)
-        return CPUClaimed(run, name + "+epilogue")
+        return CPUClaimed(run, name + "+epilogue", fn, prog, nbytes)
+
+    def sequence(self, launches: list, nslots: int) -> cpu_sequence.CPUSequence:
+        """A fixed list of launches run from one C loop (see Device.sequence)."""
+        return cpu_sequence.CPUSequence(self, launches, nslots)
 
     def alloc(self, nbytes: int):
         n = max(int(nbytes), 1)  # a valid pointer even for empty tensors

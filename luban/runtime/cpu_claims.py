@@ -81,27 +81,34 @@ def padded_copy(dst: np.ndarray, src: np.ndarray, pads: tuple, flags: tuple) -> 
                                      arr([st // src.itemsize for st in src.strides]))
 
 
-def program(pattern):
-    """run(bufs, dev) for a Gemm or Contraction pattern: its offset tables are built here,
-    once, and live as long as the program (a conv's are ~1 MB)."""
-    dt = np.dtype(pattern.dtype)
-    if pattern.kind == "gemm":
-        tables = _gemm_tables(pattern)
-        a, b = pattern.a, pattern.b
+class Program:
+    """A claimed Gemm or Contraction: its offset tables, built once here and alive as long
+    as the program (a conv's are ~1 MB); called on a launch's buffers."""
 
-        def run_gemm(bufs: list, dev) -> None:
-            tables.run(bufs[0].ptr, bufs[1 + a.index].ptr + a.offset * dt.itemsize,
-                       bufs[1 + b.index].ptr + b.offset * dt.itemsize, dt.itemsize, dev.FLAGS)
-        return run_gemm
-    tables = _contract_tables(pattern)
+    def __init__(self, pattern):
+        self.dtype = np.dtype(pattern.dtype)
+        self.a, self.b = pattern.a, pattern.b
+        self.tables = _gemm_tables(pattern) if pattern.kind == "gemm" else _contract_tables(pattern)
 
-    def run_contraction(bufs: list, dev) -> None:
+    def __call__(self, bufs: list, dev) -> None:
         held: list = []
-        a, b = (_source(v, dt, bufs, dev, held) for v in (pattern.a, pattern.b))
-        tables.run(bufs[0].ptr, a, b, dt.itemsize, dev.FLAGS)
+        a, b = (_source(v, self.dtype, bufs, dev, held) for v in (self.a, self.b))
+        self.tables.run(bufs[0].ptr, a, b, self.dtype.itemsize, dev.FLAGS)
         for buf in held:
             dev.free(buf)
-    return run_contraction
+
+    def operands(self):
+        """((launch buffer index, byte offset) of A, of B), or None where an operand is
+        read through a zero-padded copy (made per launch): for callers that run the
+        tables' C function themselves (cpu_sequence)."""
+        if getattr(self.a, "padded", None) is not None or getattr(self.b, "padded", None) is not None:
+            return None
+        return tuple((1 + v.index, v.offset * self.dtype.itemsize) for v in (self.a, self.b))
+
+
+def program(pattern) -> Program:
+    """The program that runs a Gemm or Contraction pattern on a launch's buffers."""
+    return Program(pattern)
 
 
 def gemm(g, bufs: list, dev) -> None:
@@ -134,9 +141,9 @@ def _contract_tables(c) -> cpu_gemm.Tables:
 
 
 def _source(v, dt: np.dtype, bufs: list, dev, held: list) -> int:
-    """The address of a Contraction operand's element `offset`: in the input's buffer, or
-    in the row-major zero-padded copy of its view that `padded` describes."""
-    if v.padded is None:
+    """The address of an operand's element `offset`: in the input's buffer, or (a
+    Contraction's) in the row-major zero-padded copy of its view that `padded` describes."""
+    if getattr(v, "padded", None) is None:
         return bufs[1 + v.index].ptr + v.offset * dt.itemsize
     p = v.padded
     flat = bufs[1 + p.index][: len(bufs[1 + p.index]) // dt.itemsize * dt.itemsize].view(dt)

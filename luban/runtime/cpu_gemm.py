@@ -342,6 +342,14 @@ class Tables:
             return t
         return cls(am, ak, bn, bk, cm, cn, qa, qb, qc)
 
+    def native(self, itemsize: int, flags: tuple) -> tuple:
+        """(the C function's address, its arguments after c, a and b: M, N, K, nb and the
+        nine table addresses, as int64) for a caller that calls it from C (cpu_sequence);
+        that caller passes A and B swapped where `swapped` is set, and treats a nonzero
+        result as run() does. The tables must outlive the call (keep self)."""
+        fn = _gemm_fn(itemsize, flags)
+        return ctypes.cast(fn, ctypes.c_void_p).value, np.array([self.M, self.N, self.K, self.nb] + self._ptrs, np.int64)
+
     def run(self, c: int, a: int, b: int, itemsize: int, flags: tuple) -> None:
         """C at address c from A at a and B at b (float32 or float64 by itemsize)."""
         if self.swapped:

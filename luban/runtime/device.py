@@ -36,6 +36,13 @@ class Device:
     other, `launch(program, bufs, (1,), None)`, on [out, in0, in1, ...]; it may round as
     its library does (float32 sums accumulate in float32). LUBAN_NO_CLAIMS=1 turns
     claims off, so the generated path stays tested.
+
+    Optional, for speed: sequence(launches, nslots) -> runner | None. launches is a
+    fixed list of (program, slots): launch(program, [buffer of each slot]), slots[0] the
+    output, slots indexing a table of nslots buffers. The runner's set(slot, handle) binds
+    a slot until set again, and run() launches them all in order (raising as launch
+    does), from native code where it can: luban.jit replays a step this way instead of
+    one Python call per kernel. Without it (or given None) each is launched in turn.
     """
 
     name: str = "?"

@@ -1,0 +1,151 @@
+"""The cpu device's `sequence` hook (see Device.sequence): a fixed list of launches run
+by one C loop, so a luban.jit replay pays one ctypes call for a run of kernels instead
+of ~8 us of Python each (W4's 93 kernels: ~0.6 ms a step, 7% of it).
+
+Launches address a table of buffer slots; the loop reads each step's arguments from it
+(slot + byte offset) and calls the step's function: a generated kernel (pointer
+arguments and an error flag; called through a switch on its arity) or luban's GEMM
+(cpu_gemm's C function with the claimed program's tables). A GEMM with an epilogue
+becomes two steps through a scratch slot of the sequence's own. What the loop cannot
+call (a contraction of a zero-padded copy, a kernel of more than MAX_ARGS arguments)
+runs in Python between C runs."""
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+
+from . import compile_cache
+
+MAX_ARGS = 32
+_STEP = 5  # longs per step: kind (0 kernel, 1 GEMM), function, argument count, first argument, GEMM arguments
+
+
+def _source() -> str:
+    cases = "".join(
+        f"    case {n}: ((void (*)({'void *, ' * n}int *))fn)({', '.join(f'a[{i}]' for i in range(n))}, err); break;\n"
+        for n in range(1, MAX_ARGS + 1))
+    return f"""
+typedef long (*gemm_t)(void *, const void *, const void *, long, long, long, long, const long *, const long *,
+                       const long *, const long *, const long *, const long *, const long *, const long *,
+                       const long *);
+static void call(void *fn, long n, void **a, int *err) {{
+  switch (n) {{
+{cases}  }}
+}}
+/* steps [lo, hi); returns the index of a step that failed (*info: the GEMM's unallocated
+   bytes, or 0 for a kernel's index error), else hi */
+long luban_sequence(long lo, long hi, const long *steps, const long *slots, const long *offs, char *const *ptrs,
+                    long *info) {{
+  void *a[{MAX_ARGS}];
+  for (long s = lo; s < hi; s++) {{
+    const long *st = steps + {_STEP} * s, *sl = slots + st[3], *of = offs + st[3];
+    for (long i = 0; i < st[2]; i++) a[i] = ptrs[sl[i]] + of[i];
+    if (st[0] == 0) {{
+      int err = 0;
+      call((void *)st[1], st[2], a, &err);
+      if (err) {{ *info = 0; return s; }}
+    }} else {{
+      const long *g = (const long *)st[4];
+      long short_ = ((gemm_t)st[1])(a[0], a[1], a[2], g[0], g[1], g[2], g[3], (const long *)g[4], (const long *)g[5],
+                                    (const long *)g[6], (const long *)g[7], (const long *)g[8], (const long *)g[9],
+                                    (const long *)g[10], (const long *)g[11], (const long *)g[12]);
+      if (short_) {{ *info = short_; return s; }}
+    }}
+  }}
+  return hi;
+}}
+"""
+
+
+_fn: list = []
+_lock = threading.Lock()
+
+
+def _loop(flags: tuple):
+    if not _fn:
+        with _lock:
+            if not _fn:
+                lib = ctypes.CDLL(str(compile_cache.build(_source(), flags)))
+                fn = lib.luban_sequence
+                fn.argtypes = [ctypes.c_long, ctypes.c_long] + [ctypes.c_void_p] * 5
+                fn.restype = ctypes.c_long
+                _fn.append((fn, lib))  # lib keeps the shared object loaded
+    return _fn[0][0]
+
+
+class CPUSequence:
+    """launches: [(program, slots)], slots[0] the output's. set() binds a slot to a buffer
+    until set again; run() runs every launch in order on the bound buffers."""
+
+    def __init__(self, dev, launches: list, nslots: int):
+        from .cpu import CPUClaimed, CPUProgram
+        self.dev = dev
+        scratch = max((p.nbytes for p, _ in launches if type(p) is CPUClaimed and p.epilogue is not None), default=0)
+        self.ptrs = np.zeros(nslots + 1, np.int64)  # slot nslots: the GEMM epilogues' scratch
+        self.handles: list = [None] * (nslots + 1)
+        if scratch:
+            self._set(nslots, dev.alloc(scratch))
+        steps, slots, offs, self._keep = [], [], [], []
+        self.segments: list = []  # (lo, hi) of C steps, or (program, slots, name) run in Python
+        self.names: list = []  # per C step, for errors
+
+        def step(kind, fn, args, name, gemm_args=None):
+            if not self.segments or not isinstance(self.segments[-1], list):
+                self.segments.append([len(steps), len(steps)])
+            steps.append((kind, fn, len(args), len(slots), 0 if gemm_args is None else gemm_args.ctypes.data))
+            slots.extend(s for s, _ in args)
+            offs.extend(o for _, o in args)
+            self.names.append(name)
+            self.segments[-1][1] = len(steps)
+
+        for prog, sl in launches:
+            if type(prog) is CPUProgram and len(sl) < MAX_ARGS:
+                step(0, ctypes.cast(prog.fn, ctypes.c_void_p).value, [(s, 0) for s in sl], prog.name)
+                continue
+            ops = prog.gemm.operands() if type(prog) is CPUClaimed and prog.gemm is not None else None
+            epi = prog.epilogue if ops is not None else None
+            if ops is None or (epi is not None and (type(epi) is not CPUProgram or len(sl) + 1 >= MAX_ARGS)):
+                self.segments.append((prog, list(sl), prog.name))
+                continue
+            t = prog.gemm.tables
+            fn, gargs = t.native(prog.gemm.dtype.itemsize, dev.FLAGS)
+            self._keep += [t, gargs]
+            (ai, ao), (bi, bo) = ops
+            a, b = (sl[ai], ao), (sl[bi], bo)
+            if t.swapped:
+                a, b = b, a
+            out = nslots if epi is not None else sl[0]
+            if t.M and t.N and t.nb:
+                step(1, fn, [(out, 0), a, b], prog.name, gargs)
+            if epi is not None:
+                step(0, ctypes.cast(epi.fn, ctypes.c_void_p).value, [(s, 0) for s in sl] + [(nslots, 0)], epi.name)
+        self.segments = [tuple(s) for s in self.segments]
+        self.steps = np.array(steps, np.int64).reshape(-1, _STEP)
+        self.slots, self.offs = np.array(slots, np.int64), np.array(offs, np.int64)
+        self._loop = _loop(dev.FLAGS)
+        self._info = ctypes.c_long(0)
+        self.launches = len(launches)
+
+    def _set(self, slot: int, handle) -> None:
+        self.ptrs[slot] = handle.ptr
+        self.handles[slot] = handle
+
+    set = _set
+
+    def run(self) -> None:
+        refs = [a.ctypes.data for a in (self.steps, self.slots, self.offs, self.ptrs)]
+        for seg in self.segments:
+            if len(seg) == 2:
+                lo, hi = seg
+                done = self._loop(lo, hi, *refs, ctypes.byref(self._info))
+                if done != hi:
+                    name = self.names[done]
+                    if self._info.value:
+                        raise MemoryError(f"luban cpu GEMM {name}: could not allocate {self._info.value} bytes of "
+                                          "packing memory")
+                    raise IndexError(f"gather/scatter index out of range in kernel {name}")
+            else:
+                prog, sl, _ = seg
+                self.dev.launch(prog, [self.handles[s] for s in sl])

@@ -1,0 +1,129 @@
+"""A jit replay on the cpu device runs its kernels as one sequence (schedule/sequence.py,
+runtime/cpu_sequence.py): claimed GEMMs with and without epilogues and generated kernels
+from one C loop, a padded contraction in Python between C runs, temporaries in buffers
+planned once. Replays must match eager step for step."""
+import numpy as np
+import pytest
+
+import luban
+from luban import dtypes as D, nn
+from luban.codegen import c
+from luban.codegen.kernel import Kernel, KNode
+from luban.graph.ops import Op
+from luban.runtime.cpu import CPUDevice
+from luban.schedule.sequence import plan_reuse
+
+F = nn.functional
+
+
+class Net(nn.Module):
+    """Big enough that the cpu device claims its matmuls and its padded convolution."""
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, padding=1)
+        self.fc1, self.fc2 = nn.Linear(8 * 8 * 8, 96), nn.Linear(96, 5)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x)).flatten(1)
+        return self.fc2(F.gelu(self.fc1(h)))
+
+
+def _train(jitted: bool, steps: int = 8):
+    luban.manual_seed(0)
+    model = Net()
+    opt = luban.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)  # momentum: an epilogue on the weight gradient GEMMs
+    rng = np.random.default_rng(1)
+    x = luban.tensor(rng.standard_normal((16, 4, 8, 8)).astype(np.float32))
+    y = luban.tensor(rng.integers(0, 5, 16))
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    fn = luban.jit(step) if jitted else step
+    losses = [fn().item() for _ in range(steps)]
+    return losses, {k: v.numpy() for k, v in model.state_dict().items()}, fn
+
+
+def _entry(fn):
+    (entry,) = [e for e in fn.entries.values() if e.status == "replay"]
+    return entry
+
+
+def _runner(fn):
+    return _entry(fn).tape.sequence.runner
+
+
+def test_claimed_gemms_replay_from_one_c_loop_and_match_eager():
+    eager, eager_state, _ = _train(False)
+    jitted, jit_state, fn = _train(True)
+    assert fn.stats["replays"] >= 3
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-7)
+    for k in eager_state:
+        np.testing.assert_allclose(jit_state[k], eager_state[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    runner = _runner(fn)
+    kinds = runner.steps[:, 0]
+    assert (kinds == 1).sum() >= 3  # fc1, fc2 and their gradients: luban's GEMM called from C
+    assert any(name.endswith("+epilogue") for name in runner.names)
+    python = [s for s in runner.segments if len(s) == 3]
+    assert python and all(s[2].startswith("contract_") for s in python)  # the padded convolution
+
+
+def test_temporaries_share_buffers():
+    _, _, fn = _train(True, steps=6)
+    entry = _entry(fn)
+    temps = len(entry.tape.items) - len(entry.tape.sequence.fresh)
+    assert 0 < len(entry.tape.sequence.buffers) < temps
+
+
+def _gather_kernel():
+    x = KNode(Op.LOAD, (), 0, D.float32, (5, 7))
+    idx = KNode(Op.LOAD, (), 1, D.int64, (5, 3))
+    return Kernel(KNode(Op.GATHER, (x, idx), 1, D.float32, (5, 3)), ((D.float32, (5, 7)), (D.int64, (5, 3))),
+                  "gather_in_sequence")
+
+
+def test_sequence_runs_kernels_and_reports_a_bad_index():
+    """Two launches sharing an input slot; an out-of-range index in the second raises
+    IndexError naming its kernel, as a lone launch does (the frontend checks indices on
+    the host, so only the device hook itself can be fed one)."""
+    dev = CPUDevice()
+    r = c.render(_gather_kernel())
+    prog = dev.compile(r.source, r.name)
+    seq = dev.sequence([(prog, (0, 1, 2)), (prog, (3, 1, 4))], 5)
+    x = np.arange(35, dtype=np.float32).reshape(5, 7)
+    i1 = np.array([[0, 6, 2]] * 5)
+    bufs = [dev.alloc(n) for n in (60, x.nbytes, i1.nbytes, 60, i1.nbytes)]
+    dev.copyin(bufs[1], x)
+    dev.copyin(bufs[2], i1)
+    dev.copyin(bufs[4], i1[:, ::-1].copy())
+    for k, b in enumerate(bufs):
+        seq.set(k, b)
+    seq.run()
+    for k, want in ((0, np.take_along_axis(x, i1, 1)), (3, np.take_along_axis(x, i1[:, ::-1], 1))):
+        got = np.empty((5, 3), np.float32)
+        dev.copyout(got, bufs[k])
+        np.testing.assert_array_equal(got, want)
+    bad = i1.copy()
+    bad[2, 1] = 7
+    dev.copyin(bufs[4], bad)
+    with pytest.raises(IndexError, match="out of range in kernel gather_in_sequence"):
+        seq.run()
+
+
+def test_plan_reuse_never_shares_a_live_buffer():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 30))
+        outputs = [(i, i + int(rng.integers(0, 5)), int(rng.choice([8, 16, 64]))) for i in range(n)]
+        ids, sizes = plan_reuse(outputs)
+        assert len(ids) == n
+        for i, (made, last, nbytes) in enumerate(outputs):
+            assert sizes[ids[i]] == nbytes
+            for j in range(i):  # an earlier output on the same buffer is dead before i is made
+                if ids[j] == ids[i]:
+                    assert outputs[j][1] < made
+    chain = [(i, i + 1, 8) for i in range(10)]  # each read only by the next step: two buffers
+    assert len(plan_reuse(chain)[1]) == 2
