@@ -71,6 +71,13 @@ CASES = {
                  lambda a, b, c: np.maximum(a @ b + c, 0) * 2, True),
     "epilogue_reduce": (lambda r: [rand(r, 32, 48), rand(r, 48, 24)], lambda a, b: ((a @ b) * 0.25).exp().sum(1),
                         lambda a, b: np.exp((a @ b) * 0.25).sum(1), True),
+    # attention's output: heads moved next to the features, written there by the GEMM itself
+    "permuted_output": (lambda r: [rand(r, 4, 16, 32), rand(r, 4, 32, 24)],
+                        lambda a, b: (a @ b).transpose(0, 1).reshape(16, 96),
+                        lambda a, b: (a @ b).transpose(1, 0, 2).reshape(16, 96), True),
+    # a reshape that splits a transposed output dim: still one strided write
+    "split_transposed_output": (lambda r: [rand(r, 64, 40), rand(r, 40, 48)], lambda a, b: (a @ b).T.reshape(96, 32),
+                                lambda a, b: (a @ b).T.reshape(96, 32), True),
     "einsum": (lambda r: [rand(r, 8, 5, 6), rand(r, 6, 5, 9)], lambda a, b: luban.einsum("ikj,jkl->il", a, b),
                lambda a, b: np.einsum("ikj,jkl->il", a, b), False),  # two contracted dims in a different order
 }
@@ -103,6 +110,22 @@ def test_recognized_gemm_describes_the_views():
     assert g.a.offset == 0 and g.a.strides[1:] == (1, 10)  # (row i, col k) of a.T is a[k, i]
     assert g.b.offset == 1 * 12 + 2 and g.b.strides[1:] == (12, 1)
     assert g.out_strides[1:] == (7, 1)
+
+
+def test_permuted_output_is_written_in_place():
+    rng = np.random.default_rng(0)
+    a, b = T(rand(rng, 4, 16, 32)), T(rand(rng, 4, 32, 24))
+    (k,) = kernels_of((a @ b).transpose(0, 1).reshape(16, 96))
+    g, rest = recognize(k)
+    assert rest is None, k.ast.pretty()  # no epilogue copying the result into place
+    assert (g.batch, g.m, g.n, g.k) == (4, 16, 24, 32)
+    assert g.out_strides == (24, 96, 1)  # head h at column 24 h of row i
+    (k,) = kernels_of((T(rand(rng, 64, 40)) @ T(rand(rng, 40, 48))).T.reshape(96, 32))
+    g, rest = recognize(k)
+    assert rest is None and g.out_strides[1:] == (1, 64)  # C[i, j] at flat j * 64 + i
+    (k,) = kernels_of((T(rand(rng, 64, 40)) @ T(rand(rng, 40, 48))).flip(0))
+    g, rest = recognize(k)
+    assert rest is not None and g.out_strides[1:] == (48, 1)  # a flip is not followed: row-major, then copied
 
 
 def test_epilogue_is_the_rest_of_the_kernel():

@@ -14,7 +14,9 @@ which variables are batch (both operands, or neither), rows (a only), cols (b on
 the contraction (both, reduced). Several variables of one role merge into one where the
 strides allow (a reshaped batch, a flattened contraction); a row or col variable that
 does not merge becomes a batch variable (the other operand broadcasts in it); else no
-claim. A kernel whose root is not the SUM (an epilogue fused after the matmul, or the
+claim. Reshapes and permutes between the root and the SUM only move where C is written
+(attention's heads back beside the features): the output strides say so. A kernel
+whose root is otherwise not the SUM (an epilogue fused after the matmul, or the
 matmul inside something bigger) is split: the GEMM into a buffer of its own, and the
 rest as a generated kernel that loads it (see recognize).
 """
@@ -68,10 +70,11 @@ def recognize(kernel: Kernel):
     inside the kernel, written row-major to a buffer of its own, and `epilogue` is the
     rest of the kernel: a Kernel with that SUM replaced by a LOAD of one more input
     (the pattern's result), which computes the output from [in0, ..., result]."""
-    node = kernel.ast
-    while node.op is Op.RESHAPE:  # the output is written row-major: a root reshape moves nothing
+    node, chain = kernel.ast, []
+    while node.op in (Op.RESHAPE, Op.PERMUTE):  # the output re-indexed: the GEMM writes it there itself
+        chain.append(node)
         node = node.src[0]
-    g = gemm(node) or contraction(node)
+    g = gemm(node, chain) or contraction(node, chain)
     if g is not None:
         return g, None
     for n in kernel.ast.toposort():
@@ -106,12 +109,29 @@ def _product_sum(node: KNode):
     return mul, shape, axes, [var(f"{'r' if d in axes else 'o'}{d}", n) for d, n in enumerate(shape)]
 
 
-def gemm(node: KNode) -> Gemm | None:
-    """The Gemm that SUM `node` computes, written row-major in its (keepdim) shape."""
+def _out_strides(node: KNode, idx: list, axes: set, chain: list) -> dict | None:
+    """{output var name: stride} of where the kernel writes SUM `node`'s element at `idx`:
+    through `chain`, the RESHAPE and PERMUTE nodes from the kernel's root down to the SUM
+    (bijections, so every element is written once), into the root's row-major output.
+    None if that address is not affine (a reshape that splits a permuted dim)."""
+    pos, shape = [Const(0) if d in axes else v for d, v in enumerate(idx)], node.shape
+    for mv in reversed(chain):  # from the SUM up to the root
+        pos = [pos[a] for a in mv.arg] if mv.op is Op.PERMUTE else _reshape(pos, shape, mv.shape)
+        shape = mv.shape
+    found = _affine(_resimplify(linearize(pos, shape)))
+    return None if found is None or found[0] != 0 else found[1]
+
+
+def gemm(node: KNode, chain: tuple = ()) -> Gemm | None:
+    """The Gemm that SUM `node` computes, written row-major in its (keepdim) shape, or
+    re-indexed by `chain` (see _out_strides)."""
     found = _product_sum(node)
     if found is None:
         return None
     mul, shape, axes, idx = found
+    outs = _out_strides(node, idx, axes, chain)
+    if outs is None:
+        return None
     ops = []
     for src in mul.src:
         addr = _address(src, idx, node.dtype)
@@ -119,7 +139,6 @@ def gemm(node: KNode) -> Gemm | None:
             return None
         ops.append(addr)
     (ia, offa, sa), (ib, offb, sb) = ops
-    out_strides = _row_major(node.shape)
     roles: dict = {"batch": [], "m": [], "n": [], "k": []}
     for d, v in enumerate(idx):
         if not isinstance(v, Var):
@@ -147,7 +166,6 @@ def gemm(node: KNode) -> Gemm | None:
 
     # rows and cols merge in the output's order; a row (col) dim that does not merge with
     # the inner ones becomes a batch dim in which the other operand broadcasts
-    outs = {v.name: out_strides[d] for d, v in enumerate(idx) if isinstance(v, Var) and d not in axes}
     (m, (ma, mc)), rest_m = merged(roles["m"], [sa, outs])
     (n, (nb, nc)), rest_n = merged(roles["n"], [sb, outs])
     (batch, (pa, pb, pc)), rest_b = merged(sorted(roles["batch"] + rest_m + rest_n), [sa, sb, outs])
@@ -156,13 +174,6 @@ def gemm(node: KNode) -> Gemm | None:
         return None
     return Gemm(node.dtype.name, batch, m, n, k, Operand(ia, offa, (pa, ma, ka)),
                 Operand(ib, offb, (pb, kb, nb)), (pc, mc, nc))
-
-
-def _row_major(shape: tuple) -> list:
-    strides, step = [0] * len(shape), 1
-    for d in reversed(range(len(shape))):
-        strides[d], step = step, step * shape[d]
-    return strides
 
 
 def _address(node: KNode, idx: list, dtype, pad_ok: bool = False):
@@ -278,16 +289,16 @@ class Contraction:
     epilogue: tuple | None = None
 
 
-def contraction(node: KNode) -> Contraction | None:
-    """The Contraction that SUM `node` computes, written row-major in its (keepdim) shape."""
+def contraction(node: KNode, chain: tuple = ()) -> Contraction | None:
+    """The Contraction that SUM `node` computes, written as gemm() says."""
     found = _product_sum(node)
     if found is None:
         return None
     mul, shape, axes, idx = found
     ops = [_address(src, idx, node.dtype, pad_ok=True) for src in mul.src]
-    if None in ops:
+    outs = _out_strides(node, idx, axes, chain)
+    if None in ops or outs is None:
         return None
-    out_strides = _row_major(node.shape)
     dims = [d for d, v in enumerate(idx) if isinstance(v, Var)]
     roles = ""
     for d in dims:
@@ -300,7 +311,7 @@ def contraction(node: KNode) -> Contraction | None:
             roles += "b" if in_a == in_b else "m" if in_a else "n"
     views = tuple(View(i, off, tuple(st.get(idx[d].name, 0) for d in dims), padded) for i, off, st, padded in ops)
     return Contraction(node.dtype.name, tuple(shape[d] for d in dims), roles, *views,
-                       tuple(out_strides[d] for d, r in zip(dims, roles) if r != "k"))
+                       tuple(outs.get(idx[d].name, 0) for d, r in zip(dims, roles) if r != "k"))
 
 
 def flops(g) -> int:
