@@ -201,3 +201,22 @@ def test_scatter_values_holding_a_reduce_are_computed_first():
     assert not any(n.op in REDUCE for n in scatters[0].ast.toposort()), scatters[0].ast.pretty(2)
     want = (2 * (x.numpy() + emb.weight.detach().numpy()[None])).sum(0)
     np.testing.assert_allclose(emb.weight.grad.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_split_projection_is_computed_once_and_read_in_place(inputs):
+    """q, k and v split from one projection: the projection (with its bias) is one
+    kernel, and attention's matmuls read their heads from it in place, with no kernel
+    copying a piece into a layout of its own."""
+    x = inputs[0]
+    rng = np.random.default_rng(2)
+    w = luban.tensor(rng.standard_normal((96, 32)).astype(np.float32))
+    b = luban.tensor(rng.standard_normal(96).astype(np.float32))
+    realize([w.lazydata, b.lazydata])
+    q, k, v = (x @ w.T + b).split(32, dim=-1)
+    q, k, v = (t.reshape(64, 4, 8).transpose(0, 1) for t in (q, k, v))
+    out = (q @ k.transpose(-2, -1)) @ v
+    assert kernels(out.realize) == 3  # the projection, the scores, the output
+    p = x.numpy() @ w.numpy().T + b.numpy()
+    qn, kn, vn = (p[:, i * 32:(i + 1) * 32].reshape(64, 4, 8).transpose(1, 0, 2) for i in range(3))
+    ref = (qn @ kn.transpose(0, 2, 1)) @ vn
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())

@@ -158,7 +158,7 @@ class _Planner:
         if root.op is Op.SCATTER_ADD:  # values that hold a reduce are computed on their own
             val = root.src[2]
             if val.buffer is None and id(val) not in self.mat and self._summary(val)[0]:
-                self._materialize(_view_base(val))
+                self._materialize(_view_base(val, self._users))
         while True:  # a cut made mid-walk changes the tree: walk again until none is made
             start = [(s, _broadcasts(root) or (root.op is Op.GATHER and i == 0)) for i, s in enumerate(root.src)]
             cut, inlined = self._walk(start)
@@ -175,7 +175,7 @@ class _Planner:
             if n.op is Op.CONST or n.op is Op.IOTA:
                 continue
             if crossed and self._summary(n)[1]:
-                self._materialize(_view_base(n))
+                self._materialize(_view_base(n, self._users))
                 cut = True  # summaries above n changed
                 continue
             for i, s in enumerate(n.src):
@@ -183,18 +183,24 @@ class _Planner:
         return cut, {nid for nid, _ in seen}
 
 
-def _view_base(n: LazyBuffer) -> LazyBuffer:
+def _view_base(n: LazyBuffer, users: dict) -> LazyBuffer:
     """Where to materialize the work under a chain of movement ops that starts at n: the
     node of the chain with the fewest elements, the nearest to n of those. Past a PAD
     (or an EXPAND) the work is computed once, unpadded, and the chain stays a view: a
     convolution's windows over relu(bn(x)) read the buffer of relu(bn(x)), which a
     device may hand to a GEMM. Between nodes of equal size, the one nearest the consumer
     stores the work in the layout the consumer reads (attention's heads merged back
-    into rows, a plain GEMM operand)."""
+    into rows, a plain GEMM operand). A piece of a split (a SHRINK of a node that only
+    SHRINKs read: q, k and v of one projection) counts as the whole: the whole is
+    computed once (one kernel, a GEMM's epilogue) and each piece read in place, not
+    copied into a layout of its own by a kernel per piece (W4: 3 copies a layer)."""
     best, node = n, n
     while node.op in MOVEMENT and node.src[0].buffer is None:
-        node = node.src[0]
-        if prod(node.shape) < prod(best.shape):
+        src = node.src[0]
+        pieces = users.get(id(src), ())
+        split = node.op is Op.SHRINK and len(pieces) > 1 and all(u.op is Op.SHRINK for u in pieces)
+        node = src
+        if split or prod(node.shape) < prod(best.shape):
             best = node
     return best
 
