@@ -698,3 +698,26 @@ def test_kernels_link_libmvec_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("libmvec is glibc's")
     assert cpu.compile_flags()[-len(cpu.LIBMVEC_FLAGS):] == cpu.LIBMVEC_FLAGS
+
+
+def test_pad_guards_split_the_innermost_loop():
+    """A concatenation along the innermost dim (a sum of PADs) renders one loop per
+    range of that dim, with no guard left inside them; results match the reference, for
+    guards from several PADs, one through a permute, and one at a 1-wide edge."""
+    rng = np.random.default_rng(11)
+    f32 = D.float32
+    a, b, c = load(0, f32, (6, 5)), load(1, f32, (6, 7)), load(2, f32, (4, 6))
+    pa = N(Op.PAD, (a,), ((0, 0), (0, 11)), f32, (6, 16))
+    pb = N(Op.PAD, (b,), ((0, 0), (5, 4)), f32, (6, 16))
+    ct = N(Op.PERMUTE, (c,), (1, 0), f32, (6, 4))  # c's transpose fills the last 4 columns
+    pc = N(Op.PAD, (ct,), ((0, 0), (12, 0)), f32, (6, 16))
+    concat = N(Op.ADD, (N(Op.ADD, (pa, pb), None, f32, (6, 16)), N(Op.EXP2, (pc,), None, f32, (6, 16))),
+               None, f32, (6, 16))
+    edge = N(Op.PAD, (load(0, f32, (6, 15)),), ((0, 0), (1, 0)), f32, (6, 16))
+    cases = [(kernel(concat, "concat3"), [rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (6, 7), (4, 6))],
+              1e-6), (kernel(edge, "pad_edge"), [rng.standard_normal((6, 15)).astype(np.float32)], 0)]
+    check(cases)
+    for k, _, _ in cases:
+        src = render(k)[0].split(k.name)[-1]
+        assert "if (" not in src, src
+    assert render(cases[0][0])[0].count("for (i64 i1") == 3  # the ranges [0, 5), [5, 12) and [12, 16)

@@ -611,6 +611,10 @@ class _Renderer:
                 self.em.line(f"if (lid == 0) {store}" if self.group else store)
             return
         size = _tile(shape[-1]) if shape and any(n.op in REDUCE for n in node.toposort()) else 0
+        cuts = None if size or len(shape) < 2 else _pad_cuts(node, shape)
+        if cuts:
+            self._write_segments(node, shape, dt, cuts)
+            return
         if size and math.prod(shape[:-1]) * (shape[-1] // size) == 1 and size % (SPLIT * 8) == 0:
             size //= SPLIT  # else the whole reduce runs on one thread, inside one tile
         loop_shape = shape[:-1] + (shape[-1] // size, size) if size else shape
@@ -622,6 +626,20 @@ class _Renderer:
             v = self.value(node, ivars)
             self.em.line(f"out[{linearize(ivars, shape).render()}] = {_store(dt, v)};")
         self.tile = None
+
+    def _write_segments(self, node: KNode, shape: tuple, dt: DType, cuts: list) -> None:
+        """write() with the innermost loop split at `cuts`: one loop per range, in which
+        every PAD guard on that dim is known true or false, so the guards (and often the
+        // and % of the address) vanish and the loop vectorizes (a concatenation: W3's
+        q, k and v gradients into one, 3 branches and a // and % per element)."""
+        stack, ivars = self.open_loops(shape[:-1], "i", math.prod(shape) * _cost(node, self.costs))
+        name = f"i{len(shape) - 1}"
+        with stack:
+            for lo, hi in zip([0] + cuts, cuts + [shape[-1]]):
+                with self.em.loop(name, hi - lo):
+                    idx = ivars + [var(name, hi - lo) + lo]
+                    v = self.value(node, idx)
+                    self.em.line(f"out[{linearize(idx, shape).render()}] = {_store(dt, v)};")
 
     def scatter_add(self, node: KNode, caps: dict) -> None:
         """out = base, then out[.. idx[j] ..] += val[j] for every j, in order along the axis.
@@ -683,6 +701,41 @@ class _Renderer:
             addr = linearize(at, node.shape).render()
             total = _binary(Op.ADD, dt, _load(dt, f"out[{addr}]"), self.value(val, jvars), self.d)
             self.em.line(f"out[{addr}] = {_store(dt, total)};")
+
+
+MAX_SEGMENTS = 8
+
+
+def _pad_cuts(node: KNode, shape: tuple) -> list | None:
+    """Positions along the innermost output dim where a PAD guard in `node` changes (the
+    guard reads that dim as i + c), if there are any and at most MAX_SEGMENTS ranges;
+    else None. Only through elementwise and movement ops (and a gather's index)."""
+    idx = [var(f"i{k}", n) for k, n in enumerate(shape)]
+    last, n = idx[-1], shape[-1]
+    if not isinstance(last, Var):
+        return None
+    cuts, seen, stack = set(), set(), [(node, tuple(idx))]
+    while stack:
+        nd, at = stack.pop()
+        if (nd, at) in seen:
+            continue
+        seen.add((nd, at))
+        if nd.op is Op.PAD:
+            inner = [i - before for i, (before, _) in zip(at, nd.arg)]
+            for i, m in zip(inner, nd.src[0].shape):
+                off = i - last
+                if isinstance(off, Const) and i.names() == last.names():
+                    cuts |= {c for c in (-off.v, m - off.v) if 0 < c < n}
+            stack.append((nd.src[0], tuple(inner)))
+        elif nd.op in MOVEMENT:
+            stack.append((nd.src[0], tuple(_move(nd, list(at)))))
+        elif nd.op is Op.GATHER:  # its table is read where the data says: only the index
+            stack.append((nd.src[1], at))
+        elif nd.op in ELEMENTWISE:
+            stack.extend((src, at) for src in nd.src)
+        elif nd.op in REDUCE:
+            return None
+    return sorted(cuts) if cuts and len(cuts) < MAX_SEGMENTS else None
 
 
 def _scatter_block(n: int) -> int:
