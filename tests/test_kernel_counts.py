@@ -220,3 +220,18 @@ def test_split_projection_is_computed_once_and_read_in_place(inputs):
     qn, kn, vn = (p[:, i * 32:(i + 1) * 32].reshape(64, 4, 8).transpose(1, 0, 2) for i in range(3))
     ref = (qn @ kn.transpose(0, 2, 1)) @ vn
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+def test_shared_reduce_is_stored_in_the_layout_its_readers_see(inputs):
+    """A matmul read through a transpose by two kernels is stored transposed (its GEMM
+    writes through the permute), so neither reader walks it column by column."""
+    from luban.schedule.fusion import create_schedule
+    a, b, _ = inputs
+    y = (a @ b.T).T  # (64, 64) -> its transpose
+    outs = [y + 1, y * 2]
+    items = create_schedule([t.lazydata for t in outs])
+    assert len(items) == 3
+    assert items[0].out is y.lazydata  # the transpose itself, not the product under it
+    want = (a.numpy() @ b.numpy().T).T
+    for t, ref in zip(outs, (want + 1, want * 2)):
+        np.testing.assert_allclose(t.numpy(), ref, rtol=1e-4, atol=1e-4)

@@ -7,7 +7,8 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
 - under an EXPAND that broadcasts (or as a GATHER's table), inlining would recompute the
   subtree once per broadcast copy, so a subtree that holds a reduce or real arithmetic
   on loaded data is materialized there;
-- a node holding a reduce that several kernels would inline is materialized once, and so
+- a node holding a reduce that several kernels would inline is materialized once (in the
+  layout its readers see, past a chain of reshapes and permutes), and so
   is an elementwise subtree reading several buffers that k kernels would inline, when the
   k * loads reads that costs exceed loads + 1 + k (a transformer's residual stream is a
   sum over every earlier layer, re-read by every LayerNorm and backward kernel);
@@ -127,7 +128,10 @@ class _Planner:
                 if n.buffer is not None or id(n) in self.mat:
                     continue
                 k = owners.get(id(n), 0)
-                if (k > 1 and self._shared_cost(n, k)) or self._depth(n) > MAX_DEPTH:
+                if k > 1 and self._shared_cost(n, k):
+                    self._materialize(_read_layout(n, self._users) if self._summary(n)[0] else n)
+                    grew = True
+                elif self._depth(n) > MAX_DEPTH:
                     self._materialize(n)
                     grew = True
             if not grew:
@@ -203,6 +207,20 @@ def _view_base(n: LazyBuffer, users: dict) -> LazyBuffer:
         if split or prod(node.shape) < prod(best.shape):
             best = node
     return best
+
+
+def _read_layout(n: LazyBuffer, users: dict) -> LazyBuffer:
+    """Where to materialize a shared reduce: at the end of the chain of reshapes and
+    permutes that is its only reader, so the result is stored in the layout the readers
+    see (a GEMM writes through the permute: patterns.py), not read through a transpose
+    by each of them (W3: attention's value gradient, computed as its transpose, was read
+    column by column, one cache line per element, by the q/k/v gradient concat)."""
+    node = n
+    while True:
+        up = users.get(id(node), ())
+        if len(up) != 1 or up[0].op not in (Op.RESHAPE, Op.PERMUTE) or up[0].buffer is not None:
+            return node
+        node = up[0]
 
 
 def lower(root: LazyBuffer, mat: set) -> tuple[Kernel, list]:
