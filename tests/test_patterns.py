@@ -224,3 +224,20 @@ def test_padded_operand_is_a_contraction_over_a_padded_copy(claims):
     assert g.b.padded is None and g.sizes == (32, 24, 20) and g.roles == "mnk"
     np.testing.assert_allclose(out.numpy(), np.pad(a, ((0, 0), (1, 1))) @ b, rtol=1e-5, atol=1e-4)
     assert claimed() == 0
+
+
+def test_conv_of_computed_input_reads_it_stored_padded():
+    """A convolution over computed data (relu(2x)) stores that input padded, once, and its
+    windows read the padded buffer in place: a Contraction with no per-launch padded copy."""
+    rng = np.random.default_rng(6)
+    x, w = rand(rng, 2, 3, 8, 8), rand(rng, 4, 3, 3, 3)
+    out = luban.nn.functional.conv2d((T(x) * 2).relu(), T(w), padding=1)
+    items = [it for it in create_schedule([out.lazydata]) if it.kernel is not None]
+    assert [tuple(it.out.shape) for it in items][0] == (2, 3, 10, 10)  # the padded input
+    g, rest = recognize(items[-1].kernel)
+    assert isinstance(g, Contraction) and rest is None
+    assert g.a.padded is None and g.b.padded is None
+    xp = np.pad(np.maximum(2 * x, 0), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (2, 3, 8, 8, 3, 3)
+    want = np.einsum("nchwij,ocij->nohw", win, w)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
