@@ -714,27 +714,15 @@ def _pad_cuts(node: KNode, shape: tuple) -> list | None:
     last, n = idx[-1], shape[-1]
     if not isinstance(last, Var):
         return None
-    cuts, seen, stack = set(), set(), [(node, tuple(idx))]
-    while stack:
-        nd, at = stack.pop()
-        if (nd, at) in seen:
-            continue
-        seen.add((nd, at))
+    cuts = set()
+    for nd, at in _indexed(node, idx):
+        if nd.op in REDUCE:
+            return None
         if nd.op is Op.PAD:
-            inner = [i - before for i, (before, _) in zip(at, nd.arg)]
-            for i, m in zip(inner, nd.src[0].shape):
-                off = i - last
+            for (before, _), i, m in zip(nd.arg, at, nd.src[0].shape):
+                off = i - before - last
                 if isinstance(off, Const) and i.names() == last.names():
                     cuts |= {c for c in (-off.v, m - off.v) if 0 < c < n}
-            stack.append((nd.src[0], tuple(inner)))
-        elif nd.op in MOVEMENT:
-            stack.append((nd.src[0], tuple(_move(nd, list(at)))))
-        elif nd.op is Op.GATHER:  # its table is read where the data says: only the index
-            stack.append((nd.src[1], at))
-        elif nd.op in ELEMENTWISE:
-            stack.extend((src, at) for src in nd.src)
-        elif nd.op in REDUCE:
-            return None
     return sorted(cuts) if cuts and len(cuts) < MAX_SEGMENTS else None
 
 
@@ -800,23 +788,34 @@ def _merge_reduce_dims(src: KNode, inner: list, rvars: dict, fresh) -> tuple:
 def _affine_loads(node: KNode, idx: list, name: str) -> bool:
     """Whether every load under `node`, evaluated at `idx`, reads an address affine in
     variable `name` (no // or % of it), through elementwise and movement ops only."""
-    stack, seen = [(node, idx)], set()
-    while stack:
-        n, ix = stack.pop()
-        key = (id(n), tuple(map(repr, ix)))
-        if key in seen:
-            continue
-        seen.add(key)
+    for n, ix in _indexed(node, idx):
         if n.op is Op.LOAD:
             if stride(linearize(ix, n.shape), name) is None:
                 return False
-        elif n.op in MOVEMENT and n.op is not Op.PAD:
-            stack.append((n.src[0], _reshape(ix, n.shape, n.src[0].shape) if n.op is Op.RESHAPE else _move(n, ix)))
-        elif n.op in ELEMENTWISE:
-            stack.extend((s, ix) for s in n.src)
-        elif n.op is not Op.CONST:
+        elif n.op not in ELEMENTWISE and n.op is not Op.CONST and (n.op not in MOVEMENT or n.op is Op.PAD):
             return False  # a PAD's guard, a nested reduce, a gather, an iota: keep the loops
     return True
+
+
+def _indexed(node: KNode, idx: list):
+    """Each distinct (node, index) that evaluating `node` at `idx` reaches through
+    elementwise and movement ops (PAD: the index into its source) and a gather's index,
+    a node before what lies under it; nothing under a reduce."""
+    stack, seen = [(node, tuple(idx))], set()
+    while stack:
+        n, at = stack.pop()
+        if (n, at) in seen:
+            continue
+        seen.add((n, at))
+        yield n, at
+        if n.op is Op.PAD:
+            stack.append((n.src[0], tuple(i - before for i, (before, _) in zip(at, n.arg))))
+        elif n.op in MOVEMENT:
+            stack.append((n.src[0], tuple(_move(n, list(at)))))
+        elif n.op is Op.GATHER:  # its table is read where the data says: only the index
+            stack.append((n.src[1], at))
+        elif n.op in ELEMENTWISE:
+            stack.extend((src, at) for src in n.src)
 
 
 def _move(node: KNode, idx: list) -> list:

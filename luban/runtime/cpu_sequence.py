@@ -86,7 +86,7 @@ class CPUSequence:
         self.ptrs = np.zeros(nslots + 1, np.int64)  # slot nslots: the GEMM epilogues' scratch
         self.handles: list = [None] * (nslots + 1)
         if scratch:
-            self._set(nslots, dev.alloc(scratch))
+            self.set(nslots, dev.alloc(scratch))
         steps, slots, offs, self._keep = [], [], [], []
         self.segments: list = []  # (lo, hi) of C steps, or (program, slots, name) run in Python
         self.names: list = []  # per C step, for errors
@@ -126,20 +126,18 @@ class CPUSequence:
         self.slots, self.offs = np.array(slots, np.int64), np.array(offs, np.int64)
         self._loop = _loop(dev.FLAGS)
         self._info = ctypes.c_long(0)
-        self.launches = len(launches)
+        # the tables' addresses, fixed from here on (.ctypes.data costs microseconds a call)
+        self._refs = [a.ctypes.data for a in (self.steps, self.slots, self.offs, self.ptrs)]
 
-    def _set(self, slot: int, handle) -> None:
+    def set(self, slot: int, handle) -> None:
         self.ptrs[slot] = handle.ptr
         self.handles[slot] = handle
 
-    set = _set
-
     def run(self) -> None:
-        refs = [a.ctypes.data for a in (self.steps, self.slots, self.offs, self.ptrs)]
         for seg in self.segments:
             if len(seg) == 2:
                 lo, hi = seg
-                done = self._loop(lo, hi, *refs, ctypes.byref(self._info))
+                done = self._loop(lo, hi, *self._refs, ctypes.byref(self._info))
                 if done != hi:
                     name = self.names[done]
                     if self._info.value:

@@ -42,20 +42,22 @@ class Sequence:
 
     def __init__(self, device, launches: list, nslots: int, escaping: set):
         self.device, self.count = device, len(launches)
+        self.fresh = [(out, n) for _, out, _, n in launches if out in escaping]
+        self.buffers: list = []  # the temporaries', held for the life of the sequence
+        self._lock = threading.Lock()
+        hook = getattr(device, "sequence", None)
+        self.runner = hook([(p, (out,) + tuple(ins)) for p, out, ins, _ in launches], nslots) if hook else None
+        if self.runner is None:
+            return
         last = {}
         for i, (_, _, ins, _) in enumerate(launches):
             for s in ins:
                 last[s] = i
         temps = [(i, out, n) for i, (_, out, _, n) in enumerate(launches) if out not in escaping]
         ids, sizes = plan_reuse([(i, last.get(out, i), n) for i, out, n in temps])
-        self.buffers = [DeviceBuffer(device, n) for n in sizes]  # held for the life of the sequence
-        self.fresh = [(out, n) for _, out, _, n in launches if out in escaping]
-        hook = getattr(device, "sequence", None)
-        self.runner = hook([(p, (out,) + tuple(ins)) for p, out, ins, _ in launches], nslots) if hook else None
-        if self.runner is not None:
-            for (_, out, _), b in zip(temps, ids):
-                self.runner.set(out, self.buffers[b].handle)
-        self._lock = threading.Lock()
+        self.buffers = [DeviceBuffer(device, n) for n in sizes]
+        for (_, out, _), b in zip(temps, ids):
+            self.runner.set(out, self.buffers[b].handle)
 
     @property
     def usable(self) -> bool:
