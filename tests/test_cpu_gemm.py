@@ -31,10 +31,14 @@ def _gemm(a, b, out, transpose_b=False, flags=None):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_b", [False, True])
 @pytest.mark.parametrize("shape", [(1, 300, 260, 70), (1, 37, 45, 5000), (1, 16, 32, 9000), (5, 33, 47, 29),
-                                   (1, 1, 1, 1), (3, 64, 64, 32), (1, 130, 17, 300), (1, 600, 520, 1500)])
+                                   (1, 1, 1, 1), (3, 64, 64, 32), (1, 130, 17, 300), (1, 600, 520, 1500),
+                                   (1, 256, 64, 2100)])
 def test_gemm_matches_numpy(shape, transpose_b, dtype, flags):
-    """(nb, m, n, k): (1, 37, 45, 5000) and (1, 16, 32, 9000) take the split-K path; in
-    (1, 600, 520, 1500) C is added to once per 256-deep slice of K."""
+    """(nb, m, n, k): (1, 37, 45, 5000) and (1, 16, 32, 9000) take the split-K path, and
+    (1, 256, 64, 2100) the row blocks instead (with 16-row tiles); in (1, 600, 520, 1500)
+    C is added to once per 256-deep slice of K. With transpose_b, B is packed whole once
+    where several row blocks share it (300, 600, 130 and 256 rows), with a partial last
+    panel (260, 520 and 17 columns)."""
     nb, m, n, k = shape
     rng = np.random.default_rng(sum(shape))
     a = rng.standard_normal((nb, m, k)).astype(dtype)

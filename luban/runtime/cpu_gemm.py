@@ -11,8 +11,10 @@ with the broadcast folded in) runs at ~86% of a core's FMA peak.
 Blocking as in BLIS: a task owns a block of C; per KC-deep slice it packs its A rows
 (MC x KC, in L2) and walks B a 16-column micro-panel at a time (KC x 16, in L1), packed,
 or read in place where the panel's 16 columns are consecutive in memory (a convolution's
-output row). Tasks are shared among the OpenMP threads; when there are too few (a
-weight gradient: small C, long K) the threads split K and add their partial C's."""
+output row); a packed B that several row blocks share is packed once, whole. Tasks are
+shared among the OpenMP threads, cut to a multiple of their number where C allows; when
+that costs more than it saves (a weight gradient: small C, long K) the threads split K
+and add their partial C's."""
 from __future__ import annotations
 
 import ctypes
@@ -179,14 +181,15 @@ static inline void prefetch_b_$S(const problem *p, const $T *b, long jn, long nr
 /* C rows [i0, i1) x cols [j0, j1) from the packed A block, k in [k0, k0 + kc): stored into
    c (add: added), or, with dense, added into dense (row stride ldd, from row i0, col 0) */
 static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long j0, long j1, long k0, long kc,
-                    int add, $T *dense, long ldd, const $T *Ap, $T *Bp) {
+                    int add, $T *dense, long ldd, const $T *Ap, $T *Bp, const $T *Bpre) {
   $T X[MR * $NR] __attribute__((aligned(64)));
   for (long j = j0; j < j1; j += $NR) {
     long nr = lmin($NR, j1 - j);
-    int direct = nr == $NR && consecutive(p->bn + j, $NR);
-    if (!direct) pack_$S(Bp, $NR, b, p->bn + j, nr, p->bk + k0, kc);
+    int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR);
+    if (Bpre) Bp = ($T *)Bpre + (j / $NR * p->K + k0) * $NR;
+    else if (!direct) pack_$S(Bp, $NR, b, p->bn + j, nr, p->bk + k0, kc);
     /* only the first row block fetches B from afar: later ones find it in cache */
-    long jn = j + $NR, nrn = i0 == 0 ? lmin($NR, j1 - jn) : 0, parts = cdiv(i1 - i0, MR);
+    long jn = j + $NR, nrn = i0 == 0 && !Bpre ? lmin($NR, j1 - jn) : 0, parts = cdiv(i1 - i0, MR);
     int dn = nrn == $NR && consecutive(p->bn + jn, $NR);
     for (long i = i0; i < i1; i += MR) {
       if (nrn > 0) prefetch_b_$S(p, b, jn, nrn, k0, kc, dn, (i - i0) / MR, parts);
@@ -222,9 +225,19 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
   /* the whole K at once where A's rows fit in L2 (no partial sums through memory) */
   long nkb = cdiv(rows, MR) * MR * K * (long)sizeof($T) <= (256L << 10) && K <= 1024 ? 1 : cdiv(K, KC);
   long kc = cdiv(K, nkb);
-  if (nt > 1 && nb == 1 && K >= 4L * KC * nt && (double)M * N <= 262144.0) {
-    /* few tiles, long K (a weight gradient): the threads split K, each into a dense C of
-       its own, added up after */
+  /* tasks: blocks of MC rows x ncols columns of each problem, whole ones to each thread
+     (a thread packs its A block itself: read from another core's cache it is slower); C
+     is cut along N as far as the threads need and into a multiple of their number where
+     it can be: each cut packs A once more */
+  long mblocks = cdiv(M, MC), nblocks = lmin(npanels, cdiv(nt, nb * mblocks));
+  while (nblocks < npanels && nb * mblocks * nblocks % nt) nblocks++;
+  long ncols = cdiv(npanels, nblocks) * $NR, nbl = cdiv(N, ncols), tasks = nb * mblocks * nbl;
+  /* few tasks, long K (a weight gradient): the threads split K instead, each into a dense
+     C of its own, added up after; where that moves less than the cuts' repacking of A,
+     or the tasks do not share out evenly (measured on W3's weight gradients: 512x128 and
+     128x512 by 2048 ~5-10% faster cut, 128x128 and 384x128 split) */
+  double split_cost = (double)M * N * ((double)K / (KC * nt) + nt + 1), cut_cost = (double)M * K * (nbl - 1);
+  if (nt > 1 && nb == 1 && K >= 4L * KC * nt && (double)M * N <= 262144.0 && (tasks % nt || split_cost < cut_cost)) {
     long ldd = npanels * $NR, mrows = cdiv(M, MR) * MR, each = per_thread(sizeof($T) * (mrows + $NR) * KC);
     $T *parts = scratch(1, sizeof($T) * nt * mrows * ldd);
     char *packs = scratch(0, each * nt);
@@ -239,7 +252,7 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       for (long k = lo; k < hi; k += KC) {
         long kk = lmin(KC, hi - k);
         for (long ib = 0; ib < mrows / MR; ib++) pack_a_$S(&p, a, 0, M, ib, k, kk, Ap);
-        cols_$S(&p, c, b, 0, M, 0, N, k, kk, 1, mine, ldd, Ap, Bp);
+        cols_$S(&p, c, b, 0, M, 0, N, k, kk, 1, mine, ldd, Ap, Bp, 0);
       }
       _Pragma("omp barrier")
       _Pragma("omp for schedule(static)")
@@ -252,17 +265,24 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
     }
     return 0;
   }
-  /* tasks: blocks of MC rows x ncols columns of each problem, whole ones to each thread
-     (a thread packs its A block itself: read from another core's cache it is slower); C
-     is cut along N only as far as the threads need, each cut packs A once more */
-  long mblocks = cdiv(M, MC), nblocks = lmin(npanels, cdiv(nt, nb * mblocks));
-  long ncols = cdiv(npanels, nblocks) * $NR, nbl = cdiv(N, ncols), tasks = nb * mblocks * nbl;
   long each = per_thread(sizeof($T) * (MC + $NR) * kc);
   char *packs = scratch(0, each * nt);
   if (!packs) return each * nt;
+  /* a B that is packed (its columns not consecutive: a Linear's weight, x @ W^T) and
+     used by several row blocks is packed once, whole, panel by panel (K x $NR each), not
+     once per row block (measured: W3's 2048-row forward GEMMs ran ~10% below the same
+     shapes with B read in place) */
+  $T *Bpre = 0;
+  if (nb == 1 && mblocks > 1 && !consecutive(p.bn, lmin($NR, N)) && npanels * K * $NR * (long)sizeof($T) <= (16L << 20))
+    Bpre = scratch(1, sizeof($T) * npanels * K * $NR);
   _Pragma("omp parallel num_threads(nt)")
   {
     $T *Ap = ($T *)(packs + omp_get_thread_num() * each), *Bp = Ap + MC * kc;
+    if (Bpre) {
+      _Pragma("omp for schedule(static)")
+      for (long j = 0; j < npanels; j++)
+        pack_$S(Bpre + j * K * $NR, $NR, b, p.bn + j * $NR, lmin($NR, N - j * $NR), p.bk, K);
+    }
     _Pragma("omp for schedule(static)")
     for (long t = 0; t < tasks; t++) {
       long q = t / (mblocks * nbl), i0 = t / nbl % mblocks * MC, j0 = t % nbl * ncols;
@@ -270,7 +290,7 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       for (long k = 0; k < K; k += kc) {
         long kk = lmin(kc, K - k);
         for (long ib = 0; ib < cdiv(i1 - i0, MR); ib++) pack_a_$S(&p, a + qa[q], i0, i1, ib, k, kk, Ap);
-        cols_$S(&p, c + qc[q], b + qb[q], i0, i1, j0, j1, k, kk, k > 0, 0, 0, Ap, Bp);
+        cols_$S(&p, c + qc[q], b + qb[q], i0, i1, j0, j1, k, kk, k > 0, 0, 0, Ap, Bp, Bpre);
       }
     }
   }
