@@ -725,3 +725,33 @@ def test_pad_guards_split_the_innermost_loop():
         src = render(k)[0].split(k.name)[-1]
         assert "if (" not in src, src
     assert render(cases[0][0])[0].count("for (i64 i1") == 3  # the ranges [0, 5), [5, 12) and [12, 16)
+
+
+def test_block_epilogue_matches_the_whole_kernel_block_by_block():
+    """render_block: an epilogue (bias broadcast along rows, then exp2, over a GEMM result
+    of shape (1, 6, 1, 40) viewed as 6 x 40) computed block by block through its
+    (args, r0, r1, c0, c1) entry equals the whole kernel; a result read transposed, or
+    summed, gets no block form (its blocks would need elements not yet finished)."""
+    import ctypes
+    from luban.codegen.c import render_block
+    rng = np.random.default_rng(21)
+    f32 = D.float32
+    bias, res = load(0, f32, (40,)), load(1, f32, (1, 6, 1, 40))
+    b4 = N(Op.EXPAND, (N(Op.RESHAPE, (bias,), (1, 1, 1, 40), f32, (1, 1, 1, 40)),), (1, 6, 1, 40), f32, (1, 6, 1, 40))
+    k = kernel(N(Op.EXP2, (N(Op.ADD, (res, b4), None, f32, (1, 6, 1, 40)),), None, f32, (1, 6, 1, 40)), "epi")
+    xs = [rng.standard_normal(40).astype(np.float32), rng.standard_normal((1, 6, 1, 40)).astype(np.float32)]
+    want = launch(DEV.compile(*render(k)), k, xs)
+    r = render_block(k, 6, 40)
+    fn = DEV.compile(r.source, r.name).fn
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long]
+    out = np.full((6, 40), np.nan, np.float32)
+    args = (ctypes.c_void_p * 3)(out.ctypes.data, xs[0].ctypes.data, xs[1].ctypes.data)
+    for r0, r1 in ((0, 4), (4, 6)):
+        for c0, c1 in ((0, 16), (16, 37), (37, 40)):
+            fn(args, r0, r1, c0, c1)
+    np.testing.assert_array_equal(out.reshape(want.shape), want)
+    transposed = N(Op.PERMUTE, (load(1, f32, (40, 6)),), (1, 0), f32, (6, 40))
+    bias2 = N(Op.EXPAND, (N(Op.RESHAPE, (load(0, f32, (40,)),), (1, 40), f32, (1, 40)),), (6, 40), f32, (6, 40))
+    assert render_block(kernel(N(Op.ADD, (transposed, bias2), None, f32, (6, 40)), "t"), 6, 40) is None
+    summed = _reduce(Op.SUM, load(1, f32, (6, 40)), (1,))
+    assert render_block(kernel(N(Op.ADD, (summed, load(0, f32, (6, 1))), None, f32, (6, 1)), "s"), 6, 1) is None

@@ -71,6 +71,25 @@ def test_claimed_gemms_replay_from_one_c_loop_and_match_eager():
     assert python and all(s[2].startswith("contract_") for s in python)  # the padded convolution
 
 
+@pytest.mark.parametrize("m,k,n", [(150, 40, 70), (16, 9000, 32), (2048, 64, 1)])
+def test_gemm_epilogues_run_on_blocks_inside_the_gemm(m, k, n):
+    """A GEMM's elementwise epilogue (bias + GELU) in a replay runs inside the GEMM, on
+    each block of the result as the GEMM finishes it: row blocks cut among the threads,
+    K split among them (16 x 32 by 9000), and C computed transposed (a vector result).
+    Exactly eager's values, and no separate epilogue kernel in the sequence."""
+    luban.manual_seed(0)
+    lin = nn.Linear(k, n)
+    x = luban.tensor(np.random.default_rng(m).standard_normal((m, k)).astype(np.float32))
+    f = lambda x: F.gelu(lin(x))
+    want = f(x).numpy()
+    fn = luban.jit(f)
+    for _ in range(4):
+        np.testing.assert_array_equal(fn(x).numpy(), want)
+    runner = _runner(fn)
+    assert [s for s in range(len(runner.names)) if runner.steps[s, 5]] == [0], runner.names
+    assert not any("_epilogue" in name for name in runner.names)
+
+
 def test_temporaries_share_buffers():
     _, _, fn = _train(True, steps=6)
     entry = _entry(fn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .cstyle import Dialect
 from .cstyle import render as render_cstyle
+from .cstyle import render_block as render_block_cstyle
 from .kernel import Kernel, Rendered
 
 PRELUDE = r"""#include <math.h>
@@ -61,3 +62,8 @@ C = Dialect(prelude=PRELUDE, err_store="__atomic_store_n(err, 1, __ATOMIC_RELAXE
 
 def render(kernel: Kernel, caps: dict | None = None) -> Rendered:
     return render_cstyle(kernel, C, caps)
+
+
+def render_block(kernel: Kernel, rows: int, cols: int, caps: dict | None = None) -> Rendered | None:
+    """The kernel over one block of its (rows, cols) output (see cstyle.render_block)."""
+    return render_block_cstyle(kernel, rows, cols, C)

@@ -875,3 +875,50 @@ def render(kernel: Kernel, dialect: Dialect, caps: dict | None = None) -> Render
     name = f"{'k_' if base[0].isdigit() else ''}{base}_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
     head = f"{d.kernel} void" if d.kernel else "void"
     return Rendered(f"{d.prelude}{HELPERS}\n{head} {name}{text}", name, *r.launch)
+
+
+def _reads_in_place(node: KNode, index: int, memo: dict) -> bool:
+    """Whether every read of input `index` under `node` is at the output's own linear
+    position: reached through elementwise ops and reshapes only (row-major reshapes keep
+    positions), with no reduce, gather or scatter anywhere."""
+    got = memo.get(id(node))
+    if got is None:
+        if node.op is Op.LOAD or node.op in (Op.CONST, Op.IOTA):
+            got = True
+        elif node.op in REDUCE or node.op in (Op.GATHER, Op.SCATTER_ADD):
+            got = False
+        elif node.op in ELEMENTWISE or node.op is Op.RESHAPE:
+            got = all(_reads_in_place(s, index, memo) for s in node.src)
+        else:  # another movement: fine unless the input is below it
+            got = not any(n.op is Op.LOAD and n.arg == index for n in node.toposort())
+        memo[id(node)] = got
+    return got
+
+
+def render_block(kernel: Kernel, rows: int, cols: int, dialect: Dialect) -> Rendered | None:
+    """The kernel over one block of its output viewed as a (rows, cols) matrix, for a
+    caller that produces its last input block by block (a GEMM's epilogue computed while
+    the GEMM's result is in cache):
+        void NAME(void *const *args, long r0, long r1, long c0, long c1)
+    with args = [out, in0, in1, ...], computing out for rows [r0, r1) and columns
+    [c0, c1), serially (the caller's threads share the blocks). None unless the kernel is
+    elementwise in its last input (read at the output's own positions), has no gather,
+    and the dialect runs loops."""
+    root, last = kernel.ast, len(kernel.inputs) - 1
+    if dialect.global_id is not None or rows * cols != math.prod(root.shape) or rows * cols == 0 \
+            or root.op is Op.SCATTER_ADD or not _reads_in_place(root, last, {}):
+        return None
+    r, d = _Renderer(dialect, {}), dialect
+    view = KNode(Op.RESHAPE, (root,), (rows, cols), root.dtype, (rows, cols))
+    ivars = [var("i0", rows), var("i1", cols)]
+    with r.em.loop("i0", "r1", start="r0"), r.em.loop("i1", "c1", start="c0", simd=""):
+        v = r.value(view, ivars)
+        r.em.line(f"out[{linearize(ivars, (rows, cols)).render()}] = {_store(root.dtype, v)};")
+    args = [f"{root.dtype.ctype}* restrict out = ({root.dtype.ctype}*)args[0];"]
+    args += [f"const {dt.ctype}* restrict in{i} = (const {dt.ctype}*)args[{i + 1}];"
+             for i, (dt, _) in enumerate(kernel.inputs)]
+    text = "(void *const *args, long r0, long r1, long c0, long c1) {\n" + \
+        "\n".join(_indent(args + r.em.blocks[0].lines)) + "\n}\n"
+    base = re.sub(r"\W", "_", kernel.name)[:42] or "kernel"
+    name = f"{'k_' if base[0].isdigit() else ''}{base}_block_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    return Rendered(f"{d.prelude}{HELPERS}\nvoid {name}{text}", name, (1,), None)

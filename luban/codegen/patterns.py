@@ -50,7 +50,11 @@ class Gemm:
     batch/row/col), possibly not row-major. dtype: "float32" or "float64" for a, b and out.
     epilogue: None, or (program, global_size, local_size) of a program of the device's
     own, to launch on [out, in0, ..., result] after the GEMM wrote `result`, a buffer of
-    batch*m*n elements the claimed program allocates (see recognize)."""
+    batch*m*n elements the claimed program allocates (see recognize). epilogue_block:
+    None, or a program of the device's own computing that epilogue over one block of
+    rows and columns of the (m, n) result, called as f(args, r0, r1, c0, c1) with args =
+    [out, in0, ..., result] (given where batch is 1, the result is row-major in (m, n)
+    and the renderer can: the GEMM may run it on each block as it finishes it)."""
     kind = "gemm"  # what devices dispatch on (class attribute, not a field)
     dtype: str
     batch: int
@@ -61,6 +65,7 @@ class Gemm:
     b: Operand
     out_strides: tuple
     epilogue: tuple | None = None
+    epilogue_block: object | None = None
 
 
 def recognize(kernel: Kernel):
@@ -278,7 +283,8 @@ class Contraction:
     operands are strided views that do not merge into matrices (a convolution's windows,
     im2col), possibly of a zero-padded input. `sizes` and `roles` per dim ("b" batch,
     "m" a only, "n" b only, "k" summed; every dim has size >= 2); `out_strides` per
-    non-"k" dim (elements, output at offset 0). dtype and epilogue as in Gemm."""
+    non-"k" dim (elements, output at offset 0). dtype and epilogue as in Gemm
+    (epilogue_block always None)."""
     kind = "contraction"
     dtype: str
     sizes: tuple
@@ -287,6 +293,7 @@ class Contraction:
     b: View
     out_strides: tuple
     epilogue: tuple | None = None
+    epilogue_block: object | None = None
 
 
 def contraction(node: KNode, chain: tuple = ()) -> Contraction | None:

@@ -53,11 +53,13 @@ class CPUClaimed:
     """A program the device claimed (see Device.claim): luban's own GEMM on the launch's
     buffers instead of generated code. gemm: the cpu_claims.Program; epilogue: None, or
     the generated program that reads the GEMM's result from a buffer of `nbytes` as its
-    last input (what cpu_sequence needs to run the two from C)."""
-    __slots__ = ("run", "name", "gemm", "epilogue", "nbytes")
+    last input; block: None, or the same epilogue over a block of the result, which the
+    GEMM can call on each block it finishes (what cpu_sequence needs to run them from C)."""
+    __slots__ = ("run", "name", "gemm", "epilogue", "nbytes", "block")
 
-    def __init__(self, run, name: str, gemm=None, epilogue=None, nbytes: int = 0):
+    def __init__(self, run, name: str, gemm=None, epilogue=None, nbytes: int = 0, block=None):
         self.run, self.name, self.gemm, self.epilogue, self.nbytes = run, name, gemm, epilogue, nbytes
+        self.block = block
 
 
 # Below this many multiply-adds a claimed GEMM's fixed cost (tables, dispatch) is more
@@ -141,7 +143,7 @@ class CPUDevice(Device):
             tmp = self.alloc(nbytes)
             fn([tmp] + bufs[1:], self)
             self.launch(prog, bufs + [tmp], global_size, local_size)
-        return CPUClaimed(run, name + "+epilogue", fn, prog, nbytes)
+        return CPUClaimed(run, name + "+epilogue", fn, prog, nbytes, g.epilogue_block)
 
     def sequence(self, launches: list, nslots: int) -> cpu_sequence.CPUSequence:
         """A fixed list of launches run from one C loop (see Device.sequence)."""

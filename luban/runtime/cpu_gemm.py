@@ -48,6 +48,14 @@ typedef struct {
   long M, N, K;
   const long *am, *ak, *bn, *bk, *cm, *cn;
 } problem;
+/* an epilogue run on each block of C as it is finished (rows [r0, r1), columns [c0, c1)
+   of C, or of C^T where flip is set), while the block is in cache */
+typedef void (*epilogue_t)(void *const *args, long r0, long r1, long c0, long c1);
+static inline void finished(epilogue_t epi, void *const *args, long flip, long i0, long i1, long j0, long j1) {
+  if (!epi) return;
+  if (flip) epi(args, j0, j1, i0, i1);
+  else epi(args, i0, i1, j0, j1);
+}
 /* scratch memory of the calling thread, shared out among its OpenMP threads and kept
    between calls: a fresh 128 KB block is an mmap, page faults and an munmap every call
    (measured: ~100 us on a 128x256x256 GEMM). NULL when out of memory. */
@@ -208,16 +216,18 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
   }
 }
 
-/* nb problems of one shape, the q-th at element offsets qa[q], qb[q], qc[q]; returns
-   the bytes of scratch memory it could not allocate (0: done) */
+/* nb problems of one shape, the q-th at element offsets qa[q], qb[q], qc[q]; epi (or
+   NULL) is called on each finished block of C (one problem only); returns the bytes of
+   scratch memory it could not allocate (0: done) */
 long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long nb, const long *am, const long *ak,
                    const long *bn, const long *bk, const long *cm, const long *cn, const long *qa, const long *qb,
-                   const long *qc) {
+                   const long *qc, epilogue_t epi, void *const *epi_args, long flip) {
   problem p = {M, N, K, am, ak, bn, bk, cm, cn};
   if (K == 0) {
     for (long q = 0; q < nb; q++)
       for (long i = 0; i < M; i++)
         for (long j = 0; j < N; j++) c[qc[q] + cm[i] + cn[j]] = 0;
+    finished(epi, epi_args, flip, 0, M, 0, N);
     return 0;
   }
   int nt = (double)M * N * K * nb < 65536.0 ? 1 : omp_get_max_threads();
@@ -256,12 +266,15 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       }
       _Pragma("omp barrier")
       _Pragma("omp for schedule(static)")
-      for (long i = 0; i < M; i++)
-        for (long j = 0; j < N; j++) {
-          $T s = 0;
-          for (int u = 0; u < n_t; u++) s += parts[(long)u * mrows * ldd + i * ldd + j];
-          c[qc[0] + cm[i] + cn[j]] = s;
-        }
+      for (long i0 = 0; i0 < M; i0 += MR) {
+        for (long i = i0; i < lmin(M, i0 + MR); i++)
+          for (long j = 0; j < N; j++) {
+            $T s = 0;
+            for (int u = 0; u < n_t; u++) s += parts[(long)u * mrows * ldd + i * ldd + j];
+            c[qc[0] + cm[i] + cn[j]] = s;
+          }
+        finished(epi, epi_args, flip, i0, lmin(M, i0 + MR), 0, N);
+      }
     }
     return 0;
   }
@@ -292,6 +305,7 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
         for (long ib = 0; ib < cdiv(i1 - i0, MR); ib++) pack_a_$S(&p, a + qa[q], i0, i1, ib, k, kk, Ap);
         cols_$S(&p, c + qc[q], b + qb[q], i0, i1, j0, j1, k, kk, k > 0, 0, 0, Ap, Bp, Bpre);
       }
+      finished(epi, epi_args, flip, i0, i1, j0, j1);
     }
   }
   return 0;
@@ -339,7 +353,7 @@ def _gemm_fn(itemsize: int, flags: tuple):
                 fns = {}
                 for size, suffix in ((4, "f32"), (8, "f64")):
                     fn = getattr(lib, f"luban_gemm_{suffix}")
-                    fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 4 + [ctypes.c_void_p] * 9
+                    fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 4 + [ctypes.c_void_p] * 11 + [ctypes.c_long]
                     fn.restype = ctypes.c_long
                     fns[size] = (fn, lib)  # lib keeps the shared object loaded
                 _fns[flags] = fns  # whole, so the unlocked lookup above never sees half of it
@@ -386,8 +400,9 @@ class Tables:
     def native(self, itemsize: int, flags: tuple) -> tuple:
         """(the C function's address, its arguments after c, a and b: M, N, K, nb and the
         nine table addresses, as int64) for a caller that calls it from C (cpu_sequence);
-        that caller passes A and B swapped where `swapped` is set, and treats a nonzero
-        result as run() does. The tables must outlive the call (keep self)."""
+        that caller passes A and B swapped where `swapped` is set, then an epilogue (or
+        NULL), its arguments and whether it sees C transposed (`swapped`), and treats a
+        nonzero result as run() does. The tables must outlive the call (keep self)."""
         fn = _gemm_fn(itemsize, flags)
         return ctypes.cast(fn, ctypes.c_void_p).value, np.array([self.M, self.N, self.K, self.nb] + self._ptrs, np.int64)
 
@@ -396,7 +411,7 @@ class Tables:
         if self.swapped:
             a, b = b, a
         if self.M and self.N and self.nb:
-            short = _gemm_fn(itemsize, flags)(c, a, b, self.M, self.N, self.K, self.nb, *self._ptrs)
+            short = _gemm_fn(itemsize, flags)(c, a, b, self.M, self.N, self.K, self.nb, *self._ptrs, None, None, 0)
             if short:
                 raise MemoryError(f"luban cpu GEMM ({self.nb}x{self.M}x{self.N}x{self.K}): could not allocate "
                                   f"{short} bytes of packing memory")

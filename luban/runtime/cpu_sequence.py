@@ -6,7 +6,9 @@ Launches address a table of buffer slots; the loop reads each step's arguments f
 (slot + byte offset) and calls the step's function: a generated kernel (pointer
 arguments and an error flag; called through a switch on its arity) or luban's GEMM
 (cpu_gemm's C function with the claimed program's tables). A GEMM with an epilogue
-becomes two steps through a scratch slot of the sequence's own. What the loop cannot
+writes its result to a scratch slot of the sequence's own and runs the epilogue on
+each block of it as it finishes the block (where the claim has a block epilogue: the
+result is read back from cache, not memory), else as a second step. What the loop cannot
 call (a contraction of a zero-padded copy, a kernel of more than MAX_ARGS arguments)
 runs in Python between C runs."""
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 from . import compile_cache
 
 MAX_ARGS = 32
-_STEP = 5  # longs per step: kind (0 kernel, 1 GEMM), function, argument count, first argument, GEMM arguments
+# longs per step: kind (0 kernel, 1 GEMM), function, argument count, first argument, GEMM
+# arguments, block epilogue (or 0: its arguments follow the GEMM's three), C transposed
+_STEP = 7
 
 
 def _source() -> str:
@@ -27,9 +31,10 @@ def _source() -> str:
         f"    case {n}: ((void (*)({'void *, ' * n}int *))fn)({', '.join(f'a[{i}]' for i in range(n))}, err); break;\n"
         for n in range(1, MAX_ARGS + 1))
     return f"""
+typedef void (*epilogue_t)(void *const *, long, long, long, long);
 typedef long (*gemm_t)(void *, const void *, const void *, long, long, long, long, const long *, const long *,
                        const long *, const long *, const long *, const long *, const long *, const long *,
-                       const long *);
+                       const long *, epilogue_t, void *const *, long);
 static void call(void *fn, long n, void **a, int *err) {{
   switch (n) {{
 {cases}  }}
@@ -50,7 +55,8 @@ long luban_sequence(long lo, long hi, const long *steps, const long *slots, cons
       const long *g = (const long *)st[4];
       long short_ = ((gemm_t)st[1])(a[0], a[1], a[2], g[0], g[1], g[2], g[3], (const long *)g[4], (const long *)g[5],
                                     (const long *)g[6], (const long *)g[7], (const long *)g[8], (const long *)g[9],
-                                    (const long *)g[10], (const long *)g[11], (const long *)g[12]);
+                                    (const long *)g[10], (const long *)g[11], (const long *)g[12],
+                                    (epilogue_t)st[5], (void *const *)(a + 3), st[6]);
       if (short_) {{ *info = short_; return s; }}
     }}
   }}
@@ -91,10 +97,11 @@ class CPUSequence:
         self.segments: list = []  # (lo, hi) of C steps, or (program, slots, name) run in Python
         self.names: list = []  # per C step, for errors
 
-        def step(kind, fn, args, name, gemm_args=None):
+        def step(kind, fn, args, name, gemm_args=None, block=0, flip=0):
             if not self.segments or not isinstance(self.segments[-1], list):
                 self.segments.append([len(steps), len(steps)])
-            steps.append((kind, fn, len(args), len(slots), 0 if gemm_args is None else gemm_args.ctypes.data))
+            steps.append((kind, fn, len(args), len(slots), 0 if gemm_args is None else gemm_args.ctypes.data,
+                          block, flip))
             slots.extend(s for s, _ in args)
             offs.extend(o for _, o in args)
             self.names.append(name)
@@ -117,6 +124,13 @@ class CPUSequence:
             if t.swapped:
                 a, b = b, a
             out = nslots if epi is not None else sl[0]
+            block = prog.block if epi is not None and type(prog.block) is CPUProgram and \
+                len(sl) + 4 <= MAX_ARGS else None
+            if block is not None:  # the epilogue's arguments after the GEMM's
+                if t.M and t.N and t.nb:
+                    step(1, fn, [(out, 0), a, b] + [(s, 0) for s in sl] + [(nslots, 0)], prog.name, gargs,
+                         ctypes.cast(block.fn, ctypes.c_void_p).value, int(t.swapped))
+                continue
             if t.M and t.N and t.nb:
                 step(1, fn, [(out, 0), a, b], prog.name, gargs)
             if epi is not None:

@@ -32,7 +32,10 @@ class Device:
     None to get generated code as usual. Where the pattern is only part of the kernel,
     the runtime asks first without, then with `pattern.epilogue` set: the device's own
     compiled program for the rest, to launch on [out, in0, ..., pattern's result] (so
-    claim must be cheap and side-effect free). A claimed program is launched like any
+    claim must be cheap and side-effect free), and, where the renderer module has a
+    `render_block(kernel, rows, cols, caps)`, `pattern.epilogue_block`: the same rest over
+    one block of the (m, n) result, for a library that can call it on each block it
+    finishes (cpu: the GEMM, from a jit replay). A claimed program is launched like any
     other, `launch(program, bufs, (1,), None)`, on [out, in0, in1, ...]; it may round as
     its library does (float32 sums accumulate in float32). LUBAN_NO_CLAIMS=1 turns
     claims off, so the generated path stays tested.

@@ -53,7 +53,8 @@ def _program(device, kernel):
             prog = None if found is None else device.claim(found[0])
             if prog is not None and found[1] is not None:  # worth it: compile the rest, ask again
                 import dataclasses
-                prog = device.claim(dataclasses.replace(found[0], epilogue=_program(device, found[1])))
+                prog = device.claim(dataclasses.replace(found[0], epilogue=_program(device, found[1]),
+                                                        epilogue_block=_block_program(device, *found)))
             claimed = _programs[("claim",) + key] = None if prog is None else (prog, (1,), None)
             if prog is not None and debug.level() >= 2:
                 debug.log(f"  claimed {kernel.name} as {getattr(prog, 'name', prog)}")
@@ -68,6 +69,17 @@ def _program(device, kernel):
         if debug.level() >= 2:
             debug.log(f"  compiled {kernel.name} in {(time.perf_counter() - t0) * 1e3:.1f} ms")
     return prog
+
+
+def _block_program(device, pattern, epilogue):
+    """The epilogue over blocks of a GEMM's result (see patterns.Gemm.epilogue_block), or
+    None where the pattern, the epilogue or the device's renderer does not allow it."""
+    render_block = getattr(_renderer(device.renderer), "render_block", None)
+    if render_block is None or pattern.kind != "gemm" or pattern.batch != 1 or \
+            (pattern.m > 1 and pattern.out_strides[1] != pattern.n) or (pattern.n > 1 and pattern.out_strides[2] != 1):
+        return None
+    r = render_block(epilogue, pattern.m, pattern.n, device.caps)
+    return None if r is None else device.compile(r.source, r.name)
 
 
 def _check_claimed(device, dts) -> None:
