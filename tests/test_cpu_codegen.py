@@ -755,3 +755,43 @@ def test_block_epilogue_matches_the_whole_kernel_block_by_block():
     assert render_block(kernel(N(Op.ADD, (transposed, bias2), None, f32, (6, 40)), "t"), 6, 40) is None
     summed = _reduce(Op.SUM, load(1, f32, (6, 40)), (1,))
     assert render_block(kernel(N(Op.ADD, (summed, load(0, f32, (6, 1))), None, f32, (6, 1)), "s"), 6, 1) is None
+
+
+def test_phase_strided_reads_run_one_body_per_phase():
+    """Data stored as 2 x 2 phases of 17 x 17 (a stride-2 convolution's input gradient)
+    read as the 34 x 34 image, shifted by one: the innermost loop's (i + 1) // 2 and % 2
+    become a loop over i // 2 with one body per phase, both for an elementwise kernel
+    and for a sum over the image, and the values match the reference."""
+    rng = np.random.default_rng(13)
+    f32 = D.float32
+    ph = load(0, f32, (4, 2, 2, 17, 17))
+    perm = N(Op.PERMUTE, (ph,), (0, 3, 1, 4, 2), f32, (4, 17, 2, 17, 2))
+    img = N(Op.RESHAPE, (perm,), (4, 34, 34), f32, (4, 34, 34))
+    view = N(Op.SHRINK, (img,), ((0, 4), (1, 33), (1, 33)), f32, (4, 32, 32))
+    y = load(1, f32, (4, 32, 32))
+    prod = N(Op.MUL, (N(Op.EXP2, (view,), None, f32, (4, 32, 32)), y), None, f32, (4, 32, 32))
+    xs = [rng.standard_normal((4, 2, 2, 17, 17)).astype(np.float32), rng.standard_normal((4, 32, 32)).astype(np.float32)]
+    cases = [(kernel(prod, "phase_elementwise"), xs, 1e-6),
+             (kernel(_reduce(Op.SUM, prod, (1, 2)), "phase_sum"), xs, 1e-5)]
+    check(cases)
+    for k, _, _ in cases:
+        src = render(k)[0]
+        inner = src[src.index("for (i64 q"):]
+        assert not re.search(r"\([^()]*\bq\d+\b[^()]*\)[%/]", inner), src  # no // or % of the loop's variable
+
+
+def test_channel_sums_read_a_tile_of_channels_per_batch_row():
+    """A sum over N, H and W of NCHW data (BatchNorm's statistics) runs with the tile of
+    channels between the batch loop and the H*W loop, so consecutive channels' rows are
+    read one after another; values match the reference, for a plain sum and a product."""
+    rng = np.random.default_rng(17)
+    f32 = D.float32
+    x, y = load(0, f32, (6, 16, 9, 7)), load(1, f32, (6, 16, 9, 7))
+    xs = [rng.standard_normal((6, 16, 9, 7)).astype(np.float32) for _ in range(2)]
+    prod = N(Op.MUL, (x, y), None, f32, (6, 16, 9, 7))
+    flat = lambda v: N(Op.RESHAPE, (_reduce(Op.SUM, v, (0, 2, 3)),), (16,), f32, (16,))
+    cases = [(kernel(flat(x), "channel_sum"), xs[:1], 1e-5), (kernel(flat(prod), "channel_dot"), xs, 1e-5)]
+    check(cases)
+    for k, _, _ in cases:
+        src = render(k)[0]
+        assert re.search(r"for \(i64 r\d+ = 0; r\d+ < 6;.*\n\s*for \(i64 i\d+ = 0; i\d+ < \d+;", src), src

@@ -451,12 +451,17 @@ class _Renderer:
         inner = [rvars.get(k, i) for k, i in enumerate(idx)]
         inner, rvars = _merge_reduce_dims(src, inner, rvars, em.fresh)
         loops = [r for r in rvars.values() if isinstance(r, Var)]
+        inners = [inner]
+        phased = _phases(src, inner, loops[-1], em.fresh) if is_sum and loops else None
+        if phased:
+            loops[-1], inners = phased
 
         def accumulate(a: str) -> None:
-            v = self.value(src, inner)
-            em.line(f"{a} {'|' if dt.is_bool else '+'}= {v};" if is_sum else f"{a} = {_max(a, v, dt)};")
+            for inner in inners:
+                v = self.value(src, inner)
+                em.line(f"{a} {'|' if dt.is_bool else '+'}= {v};" if is_sum else f"{a} = {_max(a, v, dt)};")
 
-        if self._tiles(src, idx, inner, loops):
+        if not phased and self._tiles(src, idx, inner, loops):
             # one accumulator per position of the tiled output loop, which runs innermost
             # here, so the accumulation vectorizes and reads along it
             lv = self.tile[0]
@@ -469,6 +474,26 @@ class _Renderer:
                         stack.enter_context(em.loop(r.name, r.n, reduce_loop=True))
                     stack.enter_context(em.loop(lv.name, lv.n, simd=""))
                     accumulate(f"{acc}[{lv.name}]")
+            acc = f"{acc}[{lv.name}]"
+        elif is_sum and not dt.is_bool and not phased and self._tile_between(src, idx, inner, loops):
+            # the tiled output loop between the outer reduce loops and the innermost one,
+            # so a tile's rows are read one after another (a BatchNorm sum over N, H, W of
+            # NCHW data: runs of tile x H*W floats, not H*W, which the prefetchers lose
+            # at every 4 KB page)
+            lv = self.tile[0]
+            part = em.fresh("part")
+            with em.at(len(em.blocks) - 2):
+                em.line(f"{acc_t} {acc}[{lv.n}];")
+                with em.loop(lv.name, lv.n, simd=""):
+                    em.line(f"{acc}[{lv.name}] = {init};")
+                with ExitStack() as stack:
+                    for r in loops[:-1]:
+                        stack.enter_context(em.loop(r.name, r.n, reduce_loop=True))
+                    stack.enter_context(em.loop(lv.name, lv.n))
+                    em.line(f"{acc_t} {part} = {init};")
+                    with em.loop(loops[-1].name, loops[-1].n, simd=f" reduction(+:{part})", reduce_loop=True):
+                        accumulate(part)
+                    em.line(f"{acc}[{lv.name}] += {part};")
             acc = f"{acc}[{lv.name}]"
         else:
             em.line(f"{acc_t} {acc} = {init};")
@@ -528,6 +553,27 @@ class _Renderer:
         good_l = sum(stride(a, lv.name) in (0, 1) for a in addrs)
         good_r = sum(stride(a, loops[-1].name) in (0, 1) for a in addrs)
         return good_l > good_r
+
+    def _tile_between(self, src: KNode, idx: list, inner: list, loops: list) -> bool:
+        """Whether a sum evaluated directly in the tiled output loop reads memory in
+        order with that loop between its outer reduce loops and its innermost one: every
+        load contiguous (or constant) along the innermost, a tile's span within one
+        step of each outer loop, and the innermost run shorter than that step."""
+        if self.tile is None or len(loops) < 2 or self.em.blocks[-1] is not self.tile[1]:
+            return False
+        lv, block = self.tile
+        if block.defines & frozenset().union(*(i.names() for i in idx)) != {lv.name}:
+            return False
+        ordered = False
+        for a in _loads(src, inner):
+            s_in, s_lv = stride(a, loops[-1].name), stride(a, lv.name)
+            outer = [stride(a, r.name) for r in loops[:-1]]
+            if s_in not in (0, 1) or s_lv is None or s_lv < 0 or any(o is None for o in outer):
+                return False
+            if s_lv and any(o and abs(o) < s_lv * lv.n for o in outer):
+                return False
+            ordered |= s_in == 1 and s_lv >= loops[-1].n
+        return ordered
 
     def _gather(self, node: KNode, idx: list) -> str:
         x, index = node.src
@@ -615,6 +661,12 @@ class _Renderer:
         if cuts:
             self._write_segments(node, shape, dt, cuts)
             return
+        if not size and len(shape) >= 2:
+            ivars = [var(f"i{k}", n) for k, n in enumerate(shape)]
+            phased = _phases(node, ivars, ivars[-1], self.em.fresh) if isinstance(ivars[-1], Var) else None
+            if phased:
+                self._write_phases(node, shape, dt, *phased)
+                return
         if size and math.prod(shape[:-1]) * (shape[-1] // size) == 1 and size % (SPLIT * 8) == 0:
             size //= SPLIT  # else the whole reduce runs on one thread, inside one tile
         loop_shape = shape[:-1] + (shape[-1] // size, size) if size else shape
@@ -626,6 +678,14 @@ class _Renderer:
             v = self.value(node, ivars)
             self.em.line(f"out[{linearize(ivars, shape).render()}] = {_store(dt, v)};")
         self.tile = None
+
+    def _write_phases(self, node: KNode, shape: tuple, dt: DType, q: Var, idxs: list) -> None:
+        """write() with the innermost loop over q and one body per phase (see _phases)."""
+        stack, _ = self.open_loops(shape[:-1], "i", math.prod(shape) * _cost(node, self.costs))
+        with stack, self.em.loop(q.name, q.n):
+            for idx in idxs:
+                v = self.value(node, idx)
+                self.em.line(f"out[{linearize(idx, shape).render()}] = {_store(dt, v)};")
 
     def _write_segments(self, node: KNode, shape: tuple, dt: DType, cuts: list) -> None:
         """write() with the innermost loop split at `cuts`: one loop per range, in which
@@ -783,6 +843,26 @@ def _merge_reduce_dims(src: KNode, inner: list, rvars: dict, fresh) -> tuple:
             rvars = {a: r for a, r in rvars.items() if a not in run[1:]}
             rvars[run[0]] = merged
     return inner, rvars
+
+
+def _phases(src: KNode, idx: list, r: Var, fresh) -> tuple | None:
+    """(q, [idx with r = m*q + p for each phase p < m]) where some load under `src` reads
+    along variable `r` through (r + c) // m and % m (a strided convolution's input
+    gradient, stored as m x m phases) and every load is affine in q once r = m*q + p for
+    a fixed p: a loop over q with one copy of the body per phase reads affine runs and
+    vectorizes (W2: BatchNorm kernels before its stride-2 convolution, ~5 ms each as
+    scalar code). None otherwise."""
+    if all(stride(a, r.name) is not None for a in _loads(src, idx)) or \
+            sum(r.name in e.names() for e in idx) != 1 or r not in idx:
+        return None
+    for m in (2, 3, 4):
+        if r.n % m or r.n // m < 8:
+            continue
+        q = var(fresh("q"), r.n // m)
+        trials = [[q * m + p if e is r else e for e in idx] for p in range(m)]
+        if all(_affine_loads(src, t, q.name) for t in trials):
+            return q, trials
+    return None
 
 
 def _affine_loads(node: KNode, idx: list, name: str) -> bool:
