@@ -541,14 +541,21 @@ class _Renderer:
                 f"  {self.d.barrier}", "}")
         return em.tmp(_ct(dt), _round(dt, f"(({_ct(dt)}){part}[0])"))
 
+    def _tile_var(self, idx: list, loops: list, min_loops: int):
+        """The tiled output loop's variable where a reduce with at least `min_loops` loops
+        is evaluated directly in that loop and its index uses no other variable defined
+        there (a gather index computed inside it), else None."""
+        if self.tile is None or len(loops) < min_loops or self.em.blocks[-1] is not self.tile[1]:
+            return None
+        lv, block = self.tile
+        return lv if block.defines & frozenset().union(*(i.names() for i in idx)) == {lv.name} else None
+
     def _tiles(self, src: KNode, idx: list, inner: list, loops: list) -> bool:
         """Whether to run a reduce with the tiled output loop innermost: only where it is
         evaluated directly in that loop, and where its loads then read more contiguously."""
-        if self.tile is None or not loops or self.em.blocks[-1] is not self.tile[1]:
+        lv = self._tile_var(idx, loops, 1)
+        if lv is None:
             return False
-        lv, block = self.tile
-        if block.defines & frozenset().union(*(i.names() for i in idx)) != {lv.name}:
-            return False  # it also uses a gather index computed inside the loop
         addrs = _loads(src, inner)
         good_l = sum(stride(a, lv.name) in (0, 1) for a in addrs)
         good_r = sum(stride(a, loops[-1].name) in (0, 1) for a in addrs)
@@ -559,10 +566,8 @@ class _Renderer:
         order with that loop between its outer reduce loops and its innermost one: every
         load contiguous (or constant) along the innermost, a tile's span within one
         step of each outer loop, and the innermost run shorter than that step."""
-        if self.tile is None or len(loops) < 2 or self.em.blocks[-1] is not self.tile[1]:
-            return False
-        lv, block = self.tile
-        if block.defines & frozenset().union(*(i.names() for i in idx)) != {lv.name}:
+        lv = self._tile_var(idx, loops, 2)
+        if lv is None:
             return False
         ordered = False
         for a in _loads(src, inner):
@@ -951,10 +956,15 @@ def render(kernel: Kernel, dialect: Dialect, caps: dict | None = None) -> Render
     params.append(f"{d.buffer}int* restrict err")
     body = r.local_decls + r.em.blocks[0].lines
     text = "(" + ", ".join(params) + ") {\n" + "\n".join(_indent(body)) + "\n}\n"
-    base = re.sub(r"\W", "_", kernel.name)[:48] or "kernel"
-    name = f"{'k_' if base[0].isdigit() else ''}{base}_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    name = _entry_name(kernel.name, text)
     head = f"{d.kernel} void" if d.kernel else "void"
     return Rendered(f"{d.prelude}{HELPERS}\n{head} {name}{text}", name, *r.launch)
+
+
+def _entry_name(kernel_name: str, text: str, tag: str = "") -> str:
+    """A C identifier from the kernel's name (and `tag`) plus a hash of its text."""
+    base = (re.sub(r"\W", "_", kernel_name)[:48 - len(tag)] or "kernel") + tag
+    return f"{'k_' if base[0].isdigit() else ''}{base}_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def _reads_in_place(node: KNode, index: int, memo: dict) -> bool:
@@ -999,6 +1009,5 @@ def render_block(kernel: Kernel, rows: int, cols: int, dialect: Dialect) -> Rend
              for i, (dt, _) in enumerate(kernel.inputs)]
     text = "(void *const *args, long r0, long r1, long c0, long c1) {\n" + \
         "\n".join(_indent(args + r.em.blocks[0].lines)) + "\n}\n"
-    base = re.sub(r"\W", "_", kernel.name)[:42] or "kernel"
-    name = f"{'k_' if base[0].isdigit() else ''}{base}_block_{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    name = _entry_name(kernel.name, text, "_block")
     return Rendered(f"{d.prelude}{HELPERS}\nvoid {name}{text}", name, (1,), None)
