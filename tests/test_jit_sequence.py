@@ -146,3 +146,50 @@ def test_plan_reuse_never_shares_a_live_buffer():
                     assert outputs[j][1] < made
     chain = [(i, i + 1, 8) for i in range(10)]  # each read only by the next step: two buffers
     assert len(plan_reuse(chain)[1]) == 2
+
+
+def _active_b_caches(fn) -> int:
+    runner = _runner(fn)
+    return int(sum(runner.steps[step, 7] != 0 for step, _, _ in runner._bcaches))
+
+
+def test_an_unchanged_weight_is_packed_once_and_a_changed_one_again():
+    """Inference replays pack a Linear's weight (B of x @ W^T, packed as it is not read in
+    place) once into a cache and read it from there while the weight's buffer stays the
+    same; a new weight (set through .data, or from a buffer the pool hands back with new
+    values) is packed again: every result equals the eager one for the weight it had."""
+    luban.manual_seed(0)
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((96, 200)).astype(np.float32)
+    lin = nn.Linear(200, 96, bias=False)
+    lin.weight.data = luban.tensor(w1)
+    fn = luban.jit(lambda x: lin(x))
+    xs = [rng.standard_normal((40, 200)).astype(np.float32) for _ in range(4)]
+    for x in xs:
+        np.testing.assert_allclose(fn(luban.tensor(x)).numpy(), x @ w1.T, rtol=1e-5, atol=1e-5)
+    assert _active_b_caches(fn) == 1
+    w2 = rng.standard_normal((96, 200)).astype(np.float32)
+    lin.weight.data = luban.tensor(w2)
+    for x in xs:
+        np.testing.assert_allclose(fn(luban.tensor(x)).numpy(), x @ w2.T, rtol=1e-5, atol=1e-5)
+    assert _active_b_caches(fn) == 1
+
+    g = luban.jit(lambda x, w: x @ w.t())  # the weight an argument: its buffer freed, reused
+    x = luban.tensor(xs[0])
+    w = luban.tensor(w1)
+    for _ in range(4):
+        np.testing.assert_allclose(g(x, w).numpy(), xs[0] @ w1.T, rtol=1e-5, atol=1e-5)
+    assert _active_b_caches(g) == 1
+    handle = w.lazydata.buffer.handle
+    del w
+    w = luban.tensor(w2)
+    assert w.lazydata.buffer.handle is handle  # the same memory, new values
+    np.testing.assert_allclose(g(x, w).numpy(), xs[0] @ w2.T, rtol=1e-5, atol=1e-5)
+
+
+def test_a_trained_weight_is_not_cached():
+    """A weight that changes every step is packed beside the products as before: no
+    cache memory is taken for it."""
+    _, _, fn = _train(True, steps=6)
+    runner = _runner(fn)
+    assert runner._bcaches and all(c is None for c in runner._caches)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ ALIGN = 64  # a cache line, and the widest vector load
 # claimed GEMMs, whose own spinning threads it starved) makes every kernel wake a sleeping
 # thread: on a VM that wake-up took as long as the work (W4: 1.0 cores used, 18 ms a step,
 # against 1.6 cores and 12 ms spinning).
+_serials = itertools.count()  # CPUBuffer.serial (next() on a count is atomic under the GIL)
 _omp_lib: list = []  # one loaded kernel library, through which the OpenMP runtime is reached
 
 
@@ -37,9 +39,12 @@ os.register_at_fork(after_in_child=_serial_after_fork)
 
 
 class CPUBuffer(np.ndarray):
-    """A uint8 array that remembers its address: numpy's .ctypes.data costs microseconds
-    per launch."""
+    """A uint8 array that remembers its address (numpy's .ctypes.data costs microseconds
+    per launch) and its serial: a number no other allocation or write had, renewed by
+    alloc (a pooled buffer reused too), copyin and a launch writing it, so a buffer with
+    the same serial as before holds the same values."""
     ptr: int
+    serial: int
 
 
 class CPUProgram:
@@ -155,11 +160,14 @@ class CPUDevice(Device):
             idle = self._pool.get(n)
             if idle:
                 self._pooled -= n
-                return idle.pop()
+                buf = idle.pop()
+                buf.serial = next(_serials)
+                return buf
         raw = np.empty(n + ALIGN, dtype=np.uint8)
         start = -raw.ctypes.data % ALIGN
         buf = raw[start:start + n].view(CPUBuffer)  # the view keeps `raw` alive
         buf.ptr = buf.ctypes.data
+        buf.serial = next(_serials)
         return buf
 
     def free(self, buf) -> None:
@@ -179,6 +187,7 @@ class CPUDevice(Device):
 
     def copyin(self, buf, host: np.ndarray) -> None:
         buf[: host.nbytes] = host.reshape(-1).view(np.uint8)
+        buf.serial = next(_serials)
 
     def copyout(self, host: np.ndarray, buf) -> None:
         host.reshape(-1).view(np.uint8)[:] = buf[: host.nbytes]
@@ -210,6 +219,7 @@ class CPUDevice(Device):
         return CPUProgram(fn, name, lib)
 
     def launch(self, program: CPUProgram | CPUClaimed, bufs: list, global_size=(1,), local_size=None) -> None:
+        bufs[0].serial = next(_serials)
         if type(program) is CPUClaimed:
             self.claimed_launches += 1
             program.run(bufs)

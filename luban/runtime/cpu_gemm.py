@@ -217,11 +217,13 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
 }
 
 /* nb problems of one shape, the q-th at element offsets qa[q], qb[q], qc[q]; epi (or
-   NULL) is called on each finished block of C (one problem only); returns the bytes of
-   scratch memory it could not allocate (0: done) */
+   NULL) is called on each finished block of C (one problem only); bcache (or NULL) is
+   {memory for B packed whole (K x 64 bytes per 64 bytes of columns), whether it holds B
+   already}: B is packed there once and read from there while the caller says it holds
+   (one problem only); returns the bytes of scratch memory it could not allocate (0: done) */
 long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long nb, const long *am, const long *ak,
                    const long *bn, const long *bk, const long *cm, const long *cn, const long *qa, const long *qb,
-                   const long *qc, epilogue_t epi, void *const *epi_args, long flip) {
+                   const long *qc, epilogue_t epi, void *const *epi_args, long flip, long *bcache) {
   problem p = {M, N, K, am, ak, bn, bk, cm, cn};
   if (K == 0) {
     for (long q = 0; q < nb; q++)
@@ -286,12 +288,20 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
      once per row block (measured: W3's 2048-row forward GEMMs ran ~10% below the same
      shapes with B read in place) */
   $T *Bpre = 0;
-  if (nb == 1 && mblocks > 1 && !consecutive(p.bn, lmin($NR, N)) && npanels * K * $NR * (long)sizeof($T) <= (16L << 20))
-    Bpre = scratch(1, sizeof($T) * npanels * K * $NR);
+  int pack_b = 0;
+  if (nb == 1 && !consecutive(p.bn, lmin($NR, N))) {
+    if (bcache) {  /* a B the caller knows unchanged since the last call (a weight, in inference) */
+      Bpre = ($T *)bcache[0];
+      pack_b = !bcache[1];
+    } else if (mblocks > 1 && npanels * K * $NR * (long)sizeof($T) <= (16L << 20)) {
+      Bpre = scratch(1, sizeof($T) * npanels * K * $NR);
+      pack_b = 1;
+    }
+  }
   _Pragma("omp parallel num_threads(nt)")
   {
     $T *Ap = ($T *)(packs + omp_get_thread_num() * each), *Bp = Ap + MC * kc;
-    if (Bpre) {
+    if (Bpre && pack_b) {
       _Pragma("omp for schedule(static)")
       for (long j = 0; j < npanels; j++)
         pack_$S(Bpre + j * K * $NR, $NR, b, p.bn + j * $NR, lmin($NR, N - j * $NR), p.bk, K);
@@ -308,6 +318,7 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       finished(epi, epi_args, flip, i0, i1, j0, j1);
     }
   }
+  if (Bpre && bcache) bcache[1] = 1;
   return 0;
 }
 """
@@ -353,7 +364,8 @@ def _gemm_fn(itemsize: int, flags: tuple):
                 fns = {}
                 for size, suffix in ((4, "f32"), (8, "f64")):
                     fn = getattr(lib, f"luban_gemm_{suffix}")
-                    fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 4 + [ctypes.c_void_p] * 11 + [ctypes.c_long]
+                    fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 4 + [ctypes.c_void_p] * 11 + \
+                        [ctypes.c_long, ctypes.c_void_p]
                     fn.restype = ctypes.c_long
                     fns[size] = (fn, lib)  # lib keeps the shared object loaded
                 _fns[flags] = fns  # whole, so the unlocked lookup above never sees half of it
@@ -411,7 +423,8 @@ class Tables:
         if self.swapped:
             a, b = b, a
         if self.M and self.N and self.nb:
-            short = _gemm_fn(itemsize, flags)(c, a, b, self.M, self.N, self.K, self.nb, *self._ptrs, None, None, 0)
+            short = _gemm_fn(itemsize, flags)(c, a, b, self.M, self.N, self.K, self.nb, *self._ptrs, None, None, 0,
+                                              None)
             if short:
                 raise MemoryError(f"luban cpu GEMM ({self.nb}x{self.M}x{self.N}x{self.K}): could not allocate "
                                   f"{short} bytes of packing memory")

@@ -8,7 +8,9 @@ arguments and an error flag; called through a switch on its arity) or luban's GE
 (cpu_gemm's C function with the claimed program's tables). A GEMM with an epilogue
 writes its result to a scratch slot of the sequence's own and runs the epilogue on
 each block of it as it finishes the block (where the claim has a block epilogue: the
-result is read back from cache, not memory), else as a second step. What the loop cannot
+result is read back from cache, not memory), else as a second step. A GEMM whose B
+(packed: a Linear's weight) is the same input buffer as on the run before reads B
+packed once into a cache of its own (see run). What the loop cannot
 call (a contraction of a zero-padded copy, a kernel of more than MAX_ARGS arguments)
 runs in Python between C runs."""
 from __future__ import annotations
@@ -22,8 +24,9 @@ from . import compile_cache
 
 MAX_ARGS = 32
 # longs per step: kind (0 kernel, 1 GEMM), function, argument count, first argument, GEMM
-# arguments, block epilogue (or 0: its arguments follow the GEMM's three), C transposed
-_STEP = 7
+# arguments, block epilogue (or 0: its arguments follow the GEMM's three), C transposed,
+# the GEMM's packed-B cache (or 0: see CPUSequence.run)
+_STEP = 8
 
 
 def _source() -> str:
@@ -34,7 +37,7 @@ def _source() -> str:
 typedef void (*epilogue_t)(void *const *, long, long, long, long);
 typedef long (*gemm_t)(void *, const void *, const void *, long, long, long, long, const long *, const long *,
                        const long *, const long *, const long *, const long *, const long *, const long *,
-                       const long *, epilogue_t, void *const *, long);
+                       const long *, epilogue_t, void *const *, long, long *);
 static void call(void *fn, long n, void **a, int *err) {{
   switch (n) {{
 {cases}  }}
@@ -56,7 +59,7 @@ long luban_sequence(long lo, long hi, const long *steps, const long *slots, cons
       long short_ = ((gemm_t)st[1])(a[0], a[1], a[2], g[0], g[1], g[2], g[3], (const long *)g[4], (const long *)g[5],
                                     (const long *)g[6], (const long *)g[7], (const long *)g[8], (const long *)g[9],
                                     (const long *)g[10], (const long *)g[11], (const long *)g[12],
-                                    (epilogue_t)st[5], (void *const *)(a + 3), st[6]);
+                                    (epilogue_t)st[5], (void *const *)(a + 3), st[6], (long *)st[7]);
       if (short_) {{ *info = short_; return s; }}
     }}
   }}
@@ -67,6 +70,10 @@ long luban_sequence(long lo, long hi, const long *steps, const long *slots, cons
 
 _fn: list = []
 _lock = threading.Lock()
+
+
+def _consecutive(offsets) -> bool:
+    return bool(np.all(np.diff(offsets) == 1))
 
 
 def _loop(flags: tuple):
@@ -94,6 +101,8 @@ class CPUSequence:
         if scratch:
             self.set(nslots, dev.alloc(scratch))
         steps, slots, offs, self._keep = [], [], [], []
+        made = {sl[0] for _, sl in launches}
+        self._bcaches: list = []  # (step, B's slot, bytes of B packed) of GEMMs whose B is an input
         self.segments: list = []  # (lo, hi) of C steps, or (program, slots, name) run in Python
         self.names: list = []  # per C step, for errors
 
@@ -101,7 +110,7 @@ class CPUSequence:
             if not self.segments or not isinstance(self.segments[-1], list):
                 self.segments.append([len(steps), len(steps)])
             steps.append((kind, fn, len(args), len(slots), 0 if gemm_args is None else gemm_args.ctypes.data,
-                          block, flip))
+                          block, flip, 0))
             slots.extend(s for s, _ in args)
             offs.extend(o for _, o in args)
             self.names.append(name)
@@ -124,6 +133,8 @@ class CPUSequence:
             if t.swapped:
                 a, b = b, a
             out = nslots if epi is not None else sl[0]
+            if b[0] not in made and t.nb == 1 and not _consecutive(t.tables[2][:16]):
+                self._bcaches.append((len(steps), b[0], -(-t.N * prog.gemm.dtype.itemsize // 64) * 64 * t.K))
             block = prog.block if epi is not None and type(prog.block) is CPUProgram and \
                 len(sl) + 4 <= MAX_ARGS else None
             if block is not None:  # the epilogue's arguments after the GEMM's
@@ -137,6 +148,10 @@ class CPUSequence:
                 step(0, ctypes.cast(epi.fn, ctypes.c_void_p).value, [(s, 0) for s in sl] + [(nslots, 0)], epi.name)
         self.segments = [tuple(s) for s in self.segments]
         self.steps = np.array(steps, np.int64).reshape(-1, _STEP)
+        # per cache, made when first used: (memory, {its address, whether it holds B}, the
+        # record's address); and the serial of the buffer B was last read from
+        self._caches: list = [None] * len(self._bcaches)
+        self._read_from = [None] * len(self._bcaches)
         self.slots, self.offs = np.array(slots, np.int64), np.array(offs, np.int64)
         self._loop = _loop(dev.FLAGS)
         self._info = ctypes.c_long(0)
@@ -148,6 +163,25 @@ class CPUSequence:
         self.handles[slot] = handle
 
     def run(self) -> None:
+        # A GEMM whose B is an input the same buffer as on the run before (a weight, in
+        # inference: buffers are never written once made, and a new one has a new serial)
+        # packs B once into a cache of its own and reads it from there on later runs
+        # (W4: ~10% of a step packed its weights again). B seen once (a weight being
+        # trained) is packed as usual, panel by panel beside the products.
+        for k, (step, slot, nbytes) in enumerate(self._bcaches):
+            serial = getattr(self.handles[slot], "serial", None)
+            cache = self._caches[k]
+            if serial is None or serial != self._read_from[k]:
+                self._read_from[k] = serial
+                if cache is not None:
+                    cache[1][1] = 0
+                self.steps[step, 7] = 0
+            elif not self.steps[step, 7]:  # the same B twice in a row: cache it from here on
+                if cache is None:
+                    mem = self.dev.alloc(nbytes)
+                    record = np.array([mem.ptr, 0], np.int64)
+                    cache = self._caches[k] = (mem, record, record.ctypes.data)
+                self.steps[step, 7] = cache[2]
         for seg in self.segments:
             if len(seg) == 2:
                 lo, hi = seg
