@@ -783,14 +783,18 @@ def test_phase_strided_reads_run_one_body_per_phase():
 def test_channel_sums_read_a_tile_of_channels_per_batch_row():
     """A sum over N, H and W of NCHW data (BatchNorm's statistics) runs with the tile of
     channels between the batch loop and the H*W loop, so consecutive channels' rows are
-    read one after another; values match the reference, for a plain sum and a product."""
+    read one after another, also where the sum keeps its dims (1, C, 1, 1: the tile is on
+    the last dim that is not 1); values match the reference, for a plain sum and a
+    product."""
     rng = np.random.default_rng(17)
     f32 = D.float32
     x, y = load(0, f32, (6, 16, 9, 7)), load(1, f32, (6, 16, 9, 7))
     xs = [rng.standard_normal((6, 16, 9, 7)).astype(np.float32) for _ in range(2)]
     prod = N(Op.MUL, (x, y), None, f32, (6, 16, 9, 7))
     flat = lambda v: N(Op.RESHAPE, (_reduce(Op.SUM, v, (0, 2, 3)),), (16,), f32, (16,))
-    cases = [(kernel(flat(x), "channel_sum"), xs[:1], 1e-5), (kernel(flat(prod), "channel_dot"), xs, 1e-5)]
+    cases = [(kernel(flat(x), "channel_sum"), xs[:1], 1e-5), (kernel(flat(prod), "channel_dot"), xs, 1e-5),
+             (kernel(_reduce(Op.SUM, x, (0, 2, 3)), "channel_sum_keepdim"), xs[:1], 1e-5),
+             (kernel(_reduce(Op.SUM, prod, (0, 2, 3)), "channel_dot_keepdim"), xs, 1e-5)]
     check(cases)
     for k, _, _ in cases:
         src = render(k)[0]

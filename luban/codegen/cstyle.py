@@ -649,8 +649,8 @@ class _Renderer:
 
     def write(self, node: KNode, shape: tuple, dt: DType, caps: dict) -> None:
         """out[i] = node[i] for every index i of `shape`. With loops, where a reduce may
-        run below, the last dim is split in tiles, so that a reduce can run with the tile
-        loop innermost."""
+        run below, the last dim (of those that are not 1) is split in tiles, so that a
+        reduce can run with the tile loop innermost."""
         if 0 in shape:
             return
         if self.d.global_id is not None:
@@ -661,7 +661,11 @@ class _Renderer:
                 store = f"out[{linearize(ivars, shape).render()}] = {_store(dt, v)};"
                 self.em.line(f"if (lid == 0) {store}" if self.group else store)
             return
-        size = _tile(shape[-1]) if shape and any(n.op in REDUCE for n in node.toposort()) else 0
+        reduces = bool(shape) and any(n.op in REDUCE for n in node.toposort())
+        core = len(shape)  # the dims tiled over: a keepdim reduce's trailing 1s are constants
+        while reduces and core > 1 and shape[core - 1] == 1:
+            core -= 1
+        size = _tile(shape[core - 1]) if reduces else 0
         cuts = None if size or len(shape) < 2 else _pad_cuts(node, shape)
         if cuts:
             self._write_segments(node, shape, dt, cuts)
@@ -672,13 +676,13 @@ class _Renderer:
             if phased:
                 self._write_phases(node, shape, dt, *phased)
                 return
-        if size and math.prod(shape[:-1]) * (shape[-1] // size) == 1 and size % (SPLIT * 8) == 0:
+        if size and math.prod(shape[:core]) // size == 1 and size % (SPLIT * 8) == 0:
             size //= SPLIT  # else the whole reduce runs on one thread, inside one tile
-        loop_shape = shape[:-1] + (shape[-1] // size, size) if size else shape
+        loop_shape = shape[:core - 1] + (shape[core - 1] // size, size) if size else shape
         stack, ivars = self.open_loops(loop_shape, "i", math.prod(shape) * _cost(node, self.costs))
         if size:
             self.tile = (ivars[-1], self.em.blocks[-1])
-            ivars = ivars[:-2] + [ivars[-2] * size + ivars[-1]]
+            ivars = ivars[:-2] + [ivars[-2] * size + ivars[-1]] + [Const(0)] * (len(shape) - core)
         with stack:
             v = self.value(node, ivars)
             self.em.line(f"out[{linearize(ivars, shape).render()}] = {_store(dt, v)};")
