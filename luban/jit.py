@@ -115,7 +115,10 @@ class _Walk:
             self.tensors.append(o)
             share = self.nodes.setdefault(id(lb), i)
             tok.append((Tensor, lb.shape, id(lb.dtype), lb.device, o.requires_grad, share, lb.buffer is not None))
-            self.visit(o.grad, depth + 1)
+            if o.grad is None:  # (inline: most tensors)
+                tok.append((type(None), None))
+            else:
+                self.visit(o.grad, depth + 1)
             return
         if depth > _MAX_DEPTH:
             tok.append(("deep", id(o)))
@@ -126,12 +129,20 @@ class _Walk:
                 self.visit(v, depth + 1)
         elif kind == "dict":
             tok.append((t, len(o)))
+            kinds = _KINDS
             for key, v in o.items():
                 if type(key) is str:  # a module's attribute and parameter names, inline
                     tok.append((str, key))
                 else:
                     self.visit(key, depth + 1)
-                self.visit(v, depth + 1)
+                tv = type(v)  # inline too (a call costs more than the rest): atoms, empty dicts (a module's hooks)
+                kv = kinds.get(tv)
+                if kv == "atom":
+                    tok.append((tv, v))
+                elif kv == "dict" and not v:
+                    tok.append((tv, 0))
+                else:
+                    self.visit(v, depth + 1)
         elif kind == "obj":
             tok.append(("obj", t))
             self.visit(vars(o), depth + 1)
@@ -345,12 +356,14 @@ class _Tape:
                     _run._run_item(ScheduleItem(out, kernel, [get(r) for r in ins]))
                 slots.append(out)
         built: list[LazyBuffer] = []
-        for t in self.template:
+        add = built.append
+        for t in self.template:  # (a W1 step rebuilds ~70 nodes of lazy gradients: kept lean)
             if t[0] == "leaf":
-                built.append(get(t[1]))
+                add(get(t[1]))
             else:
                 op, src, arg, dtype, shape, device = t
-                built.append(LazyBuffer(op, tuple(built[i] for i in src), arg, dtype, shape, device))
+                ins = (built[src[0]],) if len(src) == 1 else tuple([built[i] for i in src])
+                add(LazyBuffer(op, ins, arg, dtype, shape, device))
 
         def value(v):
             return built[v[1]] if v[0] == "t" else get(v)
