@@ -131,15 +131,15 @@ class _Walk:
             tok.append((t, len(o)))
             kinds = _KINDS
             for key, v in o.items():
-                if type(key) is str:  # a module's attribute and parameter names, inline
-                    tok.append((str, key))
+                if type(key) is str:  # a module's attribute and parameter names, inline, as
+                    tok.append(key)  # themselves (the only tokens that are not tuples: a hash kept)
                 else:
                     self.visit(key, depth + 1)
-                tv = type(v)  # inline too (a call costs more than the rest): atoms, empty dicts (a module's hooks)
-                kv = kinds.get(tv)
+                tv = type(v)  # inline too (a call costs more than the rest): atoms, and empty
+                kv = kinds.get(tv)  # dicts and sets (a module's hooks and non-persistent buffer names)
                 if kv == "atom":
                     tok.append((tv, v))
-                elif kv == "dict" and not v:
+                elif (kv == "dict" or kv == "set") and not v:
                     tok.append((tv, 0))
                 else:
                     self.visit(v, depth + 1)
