@@ -112,9 +112,12 @@ static void pack_$S($T *restrict P, long w, const $T *src, const long *rows, lon
     for (long k = 0; k < kc; k++) P[k * w + i] = 0;
 }
 
-/* X[MR][$NR] = A panel (k-major) x B panel: packed (k-major), or in place at base + ks[k] */
-static inline void tile_$S(long kc, const $T *restrict A, const $T *restrict B, const $T *base, const long *ks,
-                           $T *restrict X) {
+/* A panel (k-major) x B panel (packed, k-major, or in place at base + ks[k]): into
+   X[MR][$NR], or, with c, straight from the registers into rows c + cm[i] (i < mr) of
+   $NR consecutive elements (add: added), as most tiles are: no trip through X */
+static inline __attribute__((always_inline)) void tile_$S(long kc, const $T *restrict A, const $T *restrict B,
+                                                          const $T *base, const long *ks, $T *restrict X, $T *c,
+                                                          const long *cm, long mr, int add) {
   $V acc[MR];
   for (int i = 0; i < MR; i++) acc[i] = ($V){0};
   if (B)
@@ -127,7 +130,15 @@ static inline void tile_$S(long kc, const $T *restrict A, const $T *restrict B, 
       $V b = *(const $VU *)(base + ks[k]);
       for (int i = 0; i < MR; i++) acc[i] += A[k * MR + i] * b;
     }
-  for (int i = 0; i < MR; i++) *($V *)(X + i * $NR) = acc[i];
+  if (c)
+    for (int i = 0; i < MR; i++) {
+      if (i < mr) {
+        $VU *d = ($VU *)(c + cm[i]);
+        *d = add ? *d + acc[i] : acc[i];
+      }
+    }
+  else
+    for (int i = 0; i < MR; i++) *($V *)(X + i * $NR) = acc[i];
 }
 
 /* tile_$S for a single row of A (a matrix-vector product): one FMA per k, not MR, in
@@ -193,7 +204,7 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
   $T X[MR * $NR] __attribute__((aligned(64)));
   for (long j = j0; j < j1; j += $NR) {
     long nr = lmin($NR, j1 - j);
-    int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR);
+    int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR), straight = nr == $NR && consecutive(p->cn + j, $NR);
     if (Bpre) Bp = ($T *)Bpre + (j / $NR * p->K + k0) * $NR;
     else if (!direct) pack_$S(Bp, $NR, b, p->bn + j, nr, p->bk + k0, kc);
     /* only the first row block fetches B from afar: later ones find it in cache */
@@ -203,8 +214,12 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
       if (nrn > 0) prefetch_b_$S(p, b, jn, nrn, k0, kc, dn, (i - i0) / MR, parts);
       if (i1 - i == 1)
         row_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
-      else
-        tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
+      else if (!dense && straight) {
+        tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, c + p->cn[j], p->cm + i,
+                lmin(MR, i1 - i), add);
+        continue;
+      } else
+        tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, 0, 0, 0, 0);
       if (dense)
         for (long r = 0; r < MR; r++) {
           $V *d = ($V *)(dense + (i - i0 + r) * ldd + j);
