@@ -104,6 +104,9 @@ class _Walk:
         if kind == "scalar":
             tok.append((t, o.tobytes()))
             return
+        if (kind == "dict" or kind == "set") and not o:  # as the dict loop records them inline
+            tok.append((t, 0))
+            return
         k = self.seen.get(id(o))
         if k is not None:  # shared or cyclic: record the sharing, not the object twice
             tok.append(("ref", k))

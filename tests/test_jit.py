@@ -114,6 +114,20 @@ def test_new_shape_recaptures():
     assert jitted.stats["replays"] >= 2 and len(jitted.entries) >= 2
 
 
+def test_a_step_replays_from_its_third_call_in_a_fresh_process(monkeypatch):
+    """The walk's first sight of a type (a module's empty hook dicts and buffer-name sets)
+    records it as every later walk does, so two captures suffice even in a process that
+    has walked nothing before (the walk's table of kinds emptied here)."""
+    import importlib
+    monkeypatch.setattr(importlib.import_module("luban.jit"), "_KINDS", {})
+    model, _ = setup("mlp", "sgd")
+    jitted = luban.jit(lambda x: model(x))
+    x, _ = data("mlp", 6)
+    for _ in range(3):
+        jitted(x)
+    assert jitted.stats == {"captures": 2, "replays": 1, "eager": 0}
+
+
 def test_signatures_are_bounded():
     f = luban.jit(lambda x: x * 2.0, max_signatures=2)
     for n in range(1, 6):

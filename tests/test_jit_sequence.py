@@ -193,3 +193,21 @@ def test_a_trained_weight_is_not_cached():
     _, _, fn = _train(True, steps=6)
     runner = _runner(fn)
     assert runner._bcaches and all(c is None for c in runner._caches)
+
+
+def test_packed_weight_caches_stay_within_their_memory_cap(monkeypatch):
+    """Caches past LUBAN_CPU_PACK_CACHE_MB (CPUSequence.PACK_CACHE_BYTES) are not made:
+    those GEMMs pack their weight as usual, with the same results."""
+    from luban.runtime.cpu_sequence import CPUSequence
+    luban.manual_seed(0)
+    rng = np.random.default_rng(4)
+    l1, l2 = nn.Linear(200, 96, bias=False), nn.Linear(96, 80, bias=False)
+    x = rng.standard_normal((40, 200)).astype(np.float32)
+    want = l2(l1(luban.tensor(x))).numpy()
+    monkeypatch.setattr(CPUSequence, "PACK_CACHE_BYTES", 96 * 200 * 4 + 4096)  # room for l1's weight only
+    fn = luban.jit(lambda x: l2(l1(x)))
+    for _ in range(4):
+        np.testing.assert_allclose(fn(luban.tensor(x)).numpy(), want, rtol=1e-5, atol=1e-5)
+    runner = _runner(fn)
+    assert len(runner._bcaches) == 2 and _active_b_caches(fn) == 1
+    assert runner._cached <= CPUSequence.PACK_CACHE_BYTES

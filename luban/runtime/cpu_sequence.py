@@ -16,6 +16,7 @@ runs in Python between C runs."""
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 import numpy as np
@@ -89,6 +90,10 @@ def _loop(flags: tuple):
 
 
 class CPUSequence:
+    # the most memory one sequence's packed-B caches take (a copy of each weight): GEMMs
+    # past it pack as usual
+    PACK_CACHE_BYTES = int(os.environ.get("LUBAN_CPU_PACK_CACHE_MB", "512")) << 20
+
     """launches: [(program, slots)], slots[0] the output's. set() binds a slot to a buffer
     until set again; run() runs every launch in order on the bound buffers."""
 
@@ -152,6 +157,7 @@ class CPUSequence:
         # record's address); and the serial of the buffer B was last read from
         self._caches: list = [None] * len(self._bcaches)
         self._read_from = [None] * len(self._bcaches)
+        self._cached = 0  # bytes of the caches made
         self.slots, self.offs = np.array(slots, np.int64), np.array(offs, np.int64)
         self._loop = _loop(dev.FLAGS)
         self._info = ctypes.c_long(0)
@@ -178,6 +184,9 @@ class CPUSequence:
                 self.steps[step, 7] = 0
             elif not self.steps[step, 7]:  # the same B twice in a row: cache it from here on
                 if cache is None:
+                    if self._cached + nbytes > self.PACK_CACHE_BYTES:
+                        continue
+                    self._cached += nbytes
                     mem = self.dev.alloc(nbytes)
                     record = np.array([mem.ptr, 0], np.int64)
                     cache = self._caches[k] = (mem, record, record.ctypes.data)
