@@ -428,8 +428,9 @@ class Tables:
         """(the C function's address, its arguments after c, a and b: M, N, K, nb and the
         nine table addresses, as int64) for a caller that calls it from C (cpu_sequence);
         that caller passes A and B swapped where `swapped` is set, then an epilogue (or
-        NULL), its arguments and whether it sees C transposed (`swapped`), and treats a
-        nonzero result as run() does. The tables must outlive the call (keep self)."""
+        NULL), its arguments, whether it sees C transposed (`swapped`) and a packed-B
+        cache (or NULL, see luban_gemm), and treats a nonzero result as run() does. The
+        tables must outlive the call (keep self)."""
         fn = _gemm_fn(itemsize, flags)
         return ctypes.cast(fn, ctypes.c_void_p).value, np.array([self.M, self.N, self.K, self.nb] + self._ptrs, np.int64)
 

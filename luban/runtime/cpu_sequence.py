@@ -90,12 +90,12 @@ def _loop(flags: tuple):
 
 
 class CPUSequence:
+    """launches: [(program, slots)], slots[0] the output's. set() binds a slot to a buffer
+    until set again; run() runs every launch in order on the bound buffers."""
+
     # the most memory one sequence's packed-B caches take (a copy of each weight): GEMMs
     # past it pack as usual
     PACK_CACHE_BYTES = int(os.environ.get("LUBAN_CPU_PACK_CACHE_MB", "512")) << 20
-
-    """launches: [(program, slots)], slots[0] the output's. set() binds a slot to a buffer
-    until set again; run() runs every launch in order on the bound buffers."""
 
     def __init__(self, dev, launches: list, nslots: int):
         from .cpu import CPUClaimed, CPUProgram
@@ -138,7 +138,7 @@ class CPUSequence:
             if t.swapped:
                 a, b = b, a
             out = nslots if epi is not None else sl[0]
-            if b[0] not in made and t.nb == 1 and not _consecutive(t.tables[2][:16]):
+            if t.M and t.N and t.nb == 1 and b[0] not in made and not _consecutive(t.tables[2][:16]):
                 self._bcaches.append((len(steps), b[0], -(-t.N * prog.gemm.dtype.itemsize // 64) * 64 * t.K))
             block = prog.block if epi is not None and type(prog.block) is CPUProgram and \
                 len(sl) + 4 <= MAX_ARGS else None
