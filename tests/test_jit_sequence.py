@@ -75,12 +75,13 @@ def test_claimed_gemms_replay_from_one_c_loop_and_match_eager():
 def test_gemm_epilogues_run_on_blocks_inside_the_gemm(m, k, n):
     """A GEMM's elementwise epilogue (bias + GELU) in a replay runs inside the GEMM, on
     each block of the result as the GEMM finishes it: row blocks cut among the threads,
-    K split among them (16 x 32 by 9000), and C computed transposed (a vector result).
-    Exactly eager's values, and no separate epilogue kernel in the sequence."""
+    K split among them (16 x 32 by 9000), and C computed transposed (a vector result, of
+    x given column-major so that the GEMM claims it). Exactly eager's values, and no
+    separate epilogue kernel in the sequence."""
     luban.manual_seed(0)
     lin = nn.Linear(k, n)
-    x = luban.tensor(np.random.default_rng(m).standard_normal((m, k)).astype(np.float32))
-    f = lambda x: F.gelu(lin(x))
+    x = luban.tensor(np.random.default_rng(m).standard_normal((k, m)).astype(np.float32))
+    f = lambda x: F.gelu(lin(x.T))
     want = f(x).numpy()
     fn = luban.jit(f)
     for _ in range(4):

@@ -59,7 +59,10 @@ CASES = {
                       lambda a, b: np.broadcast_to(a, (16, 20)) @ b, True),  # a zero stride: copied for BLAS
     "self_gram": (lambda r: [rand(r, 50, 30)], lambda a: a.T @ a, lambda a: a.T @ a, True),
     "row_vector": (lambda r: [rand(r, 1, 256), rand(r, 256, 160)], lambda a, b: a @ b, lambda a, b: a @ b, True),
-    "matvec": (lambda r: [rand(r, 160, 256), rand(r, 256)], lambda a, b: a @ b, lambda a, b: a @ b, True),
+    "matvec": (lambda r: [rand(r, 160, 256), rand(r, 256)], lambda a, b: a @ b, lambda a, b: a @ b,
+               False),  # the matrix read along k: a generated reduce, no packing
+    "matvec_transposed": (lambda r: [rand(r, 256, 160), rand(r, 256)], lambda a, b: a.T @ b,
+                          lambda a, b: a.T @ b, True),  # the GEMM reads 16 rows of a.T at once in place
     "size1_k": (lambda r: [rand(r, 64, 1), rand(r, 1, 80)], lambda a, b: a @ b, lambda a, b: a @ b, None),
     "tiny": (lambda r: [rand(r, 2, 3), rand(r, 3, 4)], lambda a, b: a @ b, lambda a, b: a @ b, False),
     "batched_dot": (lambda r: [rand(r, 64, 1, 100), rand(r, 64, 100, 1)], lambda a, b: a @ b,

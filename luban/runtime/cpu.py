@@ -69,7 +69,10 @@ class CPUClaimed:
 
 # Below this many multiply-adds a claimed GEMM's fixed cost (tables, dispatch) is more
 # than a generated kernel takes. Batched dot products (m = n = 1) stay generated: the
-# generated kernel shares them among threads as plain reductions.
+# generated kernel shares them among threads as plain reductions. So does a matrix times
+# a vector where the matrix is read along k: the GEMM would pack all of it (transposed)
+# to fill 1 of its 16 vector lanes, the generated reduce reads it once in place (W3's
+# LayerNorm backward, 2048x128 times a weight vector: 70-100 us claimed, 28-39 generated).
 CLAIM_MIN_WORK = 1 << 15
 
 
@@ -138,6 +141,8 @@ class CPUDevice(Device):
         if dims["b"] * dims["m"] * dims["n"] * dims["k"] < CLAIM_MIN_WORK or \
                 (dims["m"] == 1 and dims["n"] == 1 and dims["b"] > 1):
             return None
+        if kind == "gemm" and (g.n == 1 and g.a.strides[1] != 1 or g.m == 1 and g.b.strides[2] != 1):
+            return None  # a matrix-vector product the GEMM would pack the matrix for (see above)
         fn = cpu_claims.program(g)
         if g.epilogue is None:
             return CPUClaimed(lambda bufs: fn(bufs, self), name, fn)
