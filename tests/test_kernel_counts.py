@@ -235,3 +235,31 @@ def test_shared_reduce_is_stored_in_the_layout_its_readers_see(inputs):
     want = (a.numpy() @ b.numpy().T).T
     for t, ref in zip(outs, (want + 1, want * 2)):
         np.testing.assert_allclose(t.numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_gradients_run_as_soon_as_their_inputs_are_ready(device):
+    """Gradients of a 3-layer MLP realized together (as an optimizer step does), listed
+    first layer first: each weight gradient runs right after the output gradient it
+    reads, last layer first, not after the whole backward pass (depth-first order)."""
+    from luban.schedule.fusion import create_schedule
+    rng = np.random.default_rng(0)
+    x = luban.tensor(rng.standard_normal((32, 16)).astype(np.float32))
+    ws = [luban.tensor(rng.standard_normal((16, 16)).astype(np.float32), requires_grad=True) for _ in range(3)]
+    h = x
+    for w in ws:
+        h = (h @ w).relu()
+    h.sum().backward()
+    items = create_schedule([w.grad.lazydata for w in ws])
+    at = {id(it.out): i for i, it in enumerate(items)}
+    first, second, last = (at[id(w.grad.lazydata)] for w in ws)
+    assert last < second < first
+    for i, it in enumerate(items):  # still producers first
+        assert all(at.get(id(s), -1) < i for s in it.inputs)
+    want_h = [x.numpy()]
+    for w in ws:
+        want_h.append(np.maximum(want_h[-1] @ w.numpy(), 0))
+    g = np.ones_like(want_h[-1])
+    for j in (2, 1, 0):
+        g = g * (want_h[j + 1] > 0)
+        np.testing.assert_allclose(ws[j].grad.numpy(), want_h[j].T @ g, rtol=1e-4, atol=1e-4)
+        g = g @ ws[j].numpy().T
