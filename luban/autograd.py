@@ -204,6 +204,21 @@ class Gelu(Function):
         return g.alu(Op.MUL, cdf.alu(Op.ADD, x.alu(Op.MUL, pdf)))
 
 
+class Softmax(Function):
+    """A softmax along `axis` whose value `out` the caller composed (without grad) from
+    x; backward from that value: out * (g - sum(g * out)). The composed backward goes
+    through the exp and recomputes it from x in every kernel that needs it; this one
+    loads the stored probabilities (attention's backward: two exp passes a layer fewer)."""
+
+    def forward(self, x, out, axis):
+        self.out, self.axis = out, axis
+        return out
+
+    def backward(self, g):
+        dot = g.alu(Op.MUL, self.out).reduce(Op.SUM, (self.axis,)).expand(g.shape)
+        return self.out.alu(Op.MUL, g.alu(Op.ADD, dot.alu(Op.NEG)))
+
+
 def _cdf_parts(x: LazyBuffer) -> tuple:
     """(the normal CDF at x, (1 + erf(x / sqrt 2)) / 2, and exp(-x^2 / 2), the second
     from inside the erf)."""

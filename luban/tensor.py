@@ -809,8 +809,15 @@ class Tensor:
 
     def softmax(self, dim: int = -1, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else self._floaty()
-        e = (x - x.amax(dim, keepdim=True).detach()).exp()
-        return e / e.sum(dim, keepdim=True)
+        with F.no_grad():
+            e = (x - x.amax(dim, keepdim=True)).exp()
+            out = e / e.sum(dim, keepdim=True)
+        return x._softmax_of(out, dim)
+
+    def _softmax_of(self, out: "Tensor", dim: int) -> "Tensor":
+        """`out`, a softmax of self along dim computed without grad, with the softmax's
+        gradient taken from `out` itself (autograd.Softmax)."""
+        return Tensor._apply(F.Softmax, self, out=out.lazydata, axis=_norm_dim(dim, self.ndim, "softmax"))
 
     def log_softmax(self, dim: int = -1, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else self._floaty()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ... import dtypes
+from ...autograd import no_grad
 from ...frontend.creation import ones, zeros
 from ...frontend.indexing import cat
 from ...tensor import Tensor, where
@@ -31,12 +32,14 @@ def _kept_softmax(scores: Tensor, keep: Tensor, safe: bool) -> Tensor:
     -inf: dropped positions take exp(0) and are zeroed after (glibc's vector exp runs a
     vector holding such a lane on a slow path: a causal W3 step's softmax sums took 5x
     longer). Equal to the composed form; with `safe`, a row keeping nothing gives 0."""
-    m = where(keep, scores, -math.inf).amax(-1, keepdim=True).detach()
-    e = where(keep, where(keep, scores - m, 0.0).exp(), 0.0)
-    total = e.sum(-1, keepdim=True)
-    if safe:  # a row that keeps nothing sums to 0: divide it by 1 instead (0, not nan)
-        total = where(total == 0, 1.0, total)
-    return e / total
+    with no_grad():
+        m = where(keep, scores, -math.inf).amax(-1, keepdim=True)
+        e = where(keep, where(keep, scores - m, 0.0).exp(), 0.0)
+        total = e.sum(-1, keepdim=True)
+        if safe:  # a row that keeps nothing sums to 0: divide it by 1 instead (0, not nan)
+            total = where(total == 0, 1.0, total)
+        out = e / total
+    return scores._softmax_of(out, -1)  # its gradient from out (dropped positions: 0)
 
 
 def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, dropout_p: float,
