@@ -139,11 +139,12 @@ def test_matmul_of_merged_heads_stays_a_gemm():
     assert isinstance(recognize(ks[-1])[0], Gemm), [k.name for k in ks]
 
 
-def test_gelu_mlp_training_step_has_two_hidden_size_elementwise_kernels():
-    """A transformer MLP (Linear, GELU, Linear) trained with AdamW: of the kernels the
-    size of the hidden layer, two are elementwise (GELU's output, and its gradient as
-    one expression, GELU having its own backward rule; composed, autograd's pieces of
-    that gradient were three kernels, each recomputing erf)."""
+def test_gelu_mlp_training_step_has_three_hidden_size_kernels():
+    """A transformer MLP (Linear, GELU, Linear) trained with AdamW: three kernels the size
+    of the hidden layer: the first Linear's product, GELU's output (elementwise), and
+    the product of the output gradient and the second weight with GELU's gradient as
+    its epilogue, one expression (GELU has its own backward rule; composed, autograd's
+    pieces of that gradient were three kernels, each recomputing erf)."""
     luban.manual_seed(0)
     rng = np.random.default_rng(0)
     c, hidden = 32, 128
@@ -160,9 +161,9 @@ def test_gelu_mlp_training_step_has_two_hidden_size_elementwise_kernels():
             loss.item()
     names = [e.name for e in prof.events if e.kind == "kernel"]
     dims = lambda n: n.split("_")[1].split("x")
-    hidden_size = [n for n in names if n.startswith("elementwise_") and "scalar" not in n and
-                   np.prod([int(s) for s in dims(n)]) == 4 * 16 * hidden]
-    assert len(hidden_size) == 2, names
+    hidden_size = [n for n in names if "scalar" not in n and np.prod([int(s) for s in dims(n)]) == 4 * 16 * hidden]
+    assert len(hidden_size) == 3, names
+    assert len([n for n in hidden_size if n.startswith("elementwise_")]) == 1, names
 
 
 @pytest.mark.parametrize("norm", ["layer_norm", "group_norm", "batch_norm"])
@@ -263,3 +264,22 @@ def test_weight_gradients_run_as_soon_as_their_inputs_are_ready(device):
         g = g * (want_h[j + 1] > 0)
         np.testing.assert_allclose(ws[j].grad.numpy(), want_h[j].T @ g, rtol=1e-4, atol=1e-4)
         g = g @ ws[j].numpy().T
+
+
+def test_matmul_under_a_shared_residual_add_is_its_kernel(inputs):
+    """x + (h @ w.T + b) read by three kernels is stored once, by one kernel: the GEMM
+    with the bias and residual add as its epilogue, not the bare product stored first
+    and re-read by an add kernel of its own."""
+    from luban.schedule.fusion import create_schedule
+    from luban.graph.ops import REDUCE, Op
+    x, h, w = inputs
+    b = luban.tensor(np.arange(32, dtype=np.float32) / 32)
+    y = x + (h @ w[:32] + b)
+    outs = [y.sum(1), y * 2, y.relu()]
+    items = create_schedule([t.lazydata for t in outs])
+    assert len(items) == 4, [it.kernel.name for it in items]
+    stored = [it.out for it in items]
+    assert not any(n.shape == (64, 32) and (n.op in REDUCE or n.op is Op.RESHAPE) for n in stored)  # no bare product
+    want = x.numpy() + (h.numpy() @ w.numpy()[:32] + b.numpy())
+    for t, ref in zip(outs, (want.sum(1), want * 2, np.maximum(want, 0))):
+        np.testing.assert_allclose(t.numpy(), ref, rtol=1e-4, atol=1e-4)

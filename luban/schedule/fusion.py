@@ -136,8 +136,36 @@ class _Planner:
                     self._materialize(n)
                     grew = True
             if not grew:
+                self._inline_into_sole_reader()
                 self._drop_views()
                 return [n for n in self.order if id(n) in self.mat and n.buffer is None]
+
+    def _inline_into_sole_reader(self) -> None:
+        """A reduce materialized because several kernels inlined it can end up read by
+        one: the elementwise chain above it (a matmul's bias, then a residual add) was
+        materialized later, as shared itself. Then it goes back inline, into that
+        chain's kernel: a GEMM whose epilogue runs on each block as the GEMM finishes
+        it, not a GEMM storing the bare product and a kernel of its own re-reading it
+        (W3, W4: the residual adds). Not under a permute: the GEMM would no longer
+        write through it (see _read_layout)."""
+        for n in self.order:
+            if id(n) not in self.mat or id(n) in self._fixed or n.buffer is not None:
+                continue
+            base = n
+            while base.op is Op.RESHAPE and base.src[0].buffer is None:
+                base = base.src[0]
+            if base.op not in REDUCE:
+                continue
+            node = n
+            while True:
+                up = self._users.get(id(node), ())
+                if len(up) != 1 or up[0].op not in ELEMENTWISE | {Op.RESHAPE} or up[0].buffer is not None:
+                    break
+                node = up[0]
+                if id(node) in self.mat:
+                    self.mat.discard(id(n))
+                    self._update(n)
+                    break
 
     def _drop_views(self) -> None:
         """A node the rules cut while work lay under it can be a bare view of buffers by
