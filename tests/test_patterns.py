@@ -8,6 +8,7 @@ import luban
 from luban.codegen.patterns import Contraction, Gemm, Padded, recognize
 from luban.runtime import get_device
 from luban.schedule.fusion import create_schedule
+from luban.schedule.run import realize
 
 pytestmark = pytest.mark.xdist_group("patterns")
 
@@ -244,3 +245,25 @@ def test_conv_of_computed_input_reads_it_stored_padded():
     win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (2, 3, 8, 8, 3, 3)
     want = np.einsum("nchwij,ocij->nohw", win, w)
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_precompile_builds_a_claimed_kernels_epilogue_not_the_kernel(monkeypatch):
+    """A schedule's new kernels compile in one parallel batch; a kernel the cpu device
+    claims (a GEMM with an elementwise rest) puts its epilogue and that epilogue over
+    blocks in the batch, never its own generated code."""
+    monkeypatch.delenv("LUBAN_NO_CLAIMS", raising=False)
+    dev = get_device("cpu")
+    rng = np.random.default_rng(7)
+    a, b, c = (T(rand(rng, *s)) for s in ((72, 40), (40, 56), (56,)))
+    out = [(a @ b + c).relu() * 3, (a * 2).sum(0)]
+    compiled, batch = [], dev.compile_many
+    monkeypatch.setattr(dev, "compile_many", lambda items: compiled.extend(n for _, n in items) or batch(items))
+    start = dev.claimed_launches
+    realize([t.lazydata for t in out])
+    assert dev.claimed_launches - start == 1
+    gemm = [n for n in compiled if n.startswith("reduce_72x56")]
+    assert len(gemm) == 2 and all("_epilogue" in n for n in gemm), compiled
+    assert any(n.startswith("reduce_72x56_epilogue_block") for n in gemm)
+    ref = a.numpy() @ b.numpy() + c.numpy()
+    np.testing.assert_allclose(out[0].numpy(), np.maximum(ref, 0) * 3, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[1].numpy(), (a.numpy() * 2).sum(0), rtol=1e-5, atol=1e-5)

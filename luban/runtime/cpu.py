@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import dtypes
-from . import compile_cache, cpu_claims, cpu_sequence
+from . import compile_cache, cpu_claims, cpu_gemm, cpu_sequence
 from .device import Device
 
 ALIGN = 64  # a cache line, and the widest vector load
@@ -121,6 +121,7 @@ class CPUDevice(Device):
     def __init__(self):
         self._programs: dict = {}
         self.claimed_launches = 0  # launches that ran a claimed program (tests, debugging)
+        self._claims_made = False  # whether a claim was made: compile_many builds the GEMM too
         self._pool: dict[int, list] = {}
         self._pooled = 0
         self._pool_lock = threading.Lock()  # free() runs wherever the garbage collector does
@@ -144,6 +145,7 @@ class CPUDevice(Device):
         if kind == "gemm" and (g.n == 1 and g.a.strides[1] != 1 or g.m == 1 and g.b.strides[2] != 1):
             return None  # a matrix-vector product the GEMM would pack the matrix for (see above)
         fn = cpu_claims.program(g)
+        self._claims_made = True
         if g.epilogue is None:
             return CPUClaimed(lambda bufs: fn(bufs, self), name, fn)
         prog, global_size, local_size = g.epilogue
@@ -204,8 +206,12 @@ class CPUDevice(Device):
         return prog
 
     def compile_many(self, items: list) -> list:
-        """compile() each (source, name); the compiler runs as parallel subprocesses."""
+        """compile() each (source, name); the compiler runs as parallel subprocesses. Once
+        a pattern was claimed, luban's GEMM library (~1.7 s to compile) is built among them
+        rather than alone at its first launch (a failure there is raised at that launch)."""
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            if self._claims_made:
+                pool.submit(cpu_gemm.build, self.FLAGS)
             return list(pool.map(lambda item: self.compile(*item), items))
 
     def _load(self, source: str, name: str) -> CPUProgram:

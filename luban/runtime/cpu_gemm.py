@@ -389,6 +389,11 @@ def _gemm_fn(itemsize: int, flags: tuple):
     return fns[itemsize][0]
 
 
+def build(flags: tuple) -> None:
+    """Compile (or load from the disk cache) the GEMM library for these flags now."""
+    _gemm_fn(4, flags)
+
+
 def offsets(sizes, strides) -> np.ndarray:
     """The element offsets sum of strides[d] * i_d over the row-major index space `sizes`
     (int64; one 0 for no dims)."""

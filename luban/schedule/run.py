@@ -3,6 +3,7 @@ kernel structure, on disk by the device), launch, and turn nodes into buffers.""
 from __future__ import annotations
 
 import importlib
+import os
 import time
 
 import numpy as np
@@ -39,27 +40,41 @@ def _render(device, kernel):
     return r
 
 
+def _claims_on(device) -> bool:
+    """Whether the device may claim patterns now (LUBAN_NO_CLAIMS=1 turns claims off)."""
+    return hasattr(device, "claim") and os.environ.get("LUBAN_NO_CLAIMS") != "1"
+
+
+def _claim_parts(device, kernel):
+    """((pattern, rest of the kernel or None), the device's program for the pattern alone)
+    where the device claims the kernel's pattern (runtime/device.py: a recognized GEMM
+    run through a vendor library, the rest of the kernel as a generated epilogue), else
+    None."""
+    if not _claims_on(device):
+        return None
+    from ..codegen import patterns  # (here: claims stay out of the import path of devices without them)
+    found = patterns.recognize(kernel)  # (pattern, rest of the kernel or None) or None
+    prog = None if found is None else device.claim(found[0])
+    return None if prog is None else (found, prog)
+
+
 def _program(device, kernel):
-    import os  # (imports here keep this change inside _program)
     key = _key(device, kernel)
-    # pattern claims (runtime/device.py): the device may run a recognized kernel (a GEMM,
-    # with the rest of the kernel as a generated epilogue) through a vendor library;
-    # cached under ("claim", key), None where it declined
-    if os.environ.get("LUBAN_NO_CLAIMS") != "1" and hasattr(device, "claim"):
-        claimed = _programs.get(("claim",) + key, False)
-        if claimed is False:
-            from ..codegen import patterns
-            found = patterns.recognize(kernel)  # (pattern, rest of the kernel or None) or None
-            prog = None if found is None else device.claim(found[0])
-            if prog is not None and found[1] is not None:  # worth it: compile the rest, ask again
-                import dataclasses
-                prog = device.claim(dataclasses.replace(found[0], epilogue=_program(device, found[1]),
-                                                        epilogue_block=_block_program(device, *found)))
-            claimed = _programs[("claim",) + key] = None if prog is None else (prog, (1,), None)
-            if prog is not None and debug.level() >= 2:
-                debug.log(f"  claimed {kernel.name} as {getattr(prog, 'name', prog)}")
-        if claimed is not None:
-            return claimed
+    # cached under ("claim", key): the claimed program, or None where the device declined
+    claimed = _programs.get(("claim",) + key, False) if _claims_on(device) else None
+    if claimed is False:
+        parts = _claim_parts(device, kernel)
+        prog = None if parts is None else parts[1]
+        if parts is not None and parts[0][1] is not None:  # worth it: compile the rest, ask again
+            import dataclasses
+            (pattern, rest), _ = parts
+            prog = device.claim(dataclasses.replace(pattern, epilogue=_program(device, rest),
+                                                    epilogue_block=_block_program(device, pattern, rest)))
+        claimed = _programs[("claim",) + key] = None if prog is None else (prog, (1,), None)
+        if prog is not None and debug.level() >= 2:
+            debug.log(f"  claimed {kernel.name} as {getattr(prog, 'name', prog)}")
+    if claimed is not None:
+        return claimed
     prog = _programs.get(key)
     if prog is None:
         _check_claimed(device, [kernel.dtype] + [dt for dt, _ in kernel.inputs])
@@ -74,12 +89,16 @@ def _program(device, kernel):
 def _block_program(device, pattern, epilogue):
     """The epilogue over blocks of a GEMM's result (see patterns.Gemm.epilogue_block), or
     None where the pattern, the epilogue or the device's renderer does not allow it."""
+    r = _render_block(device, pattern, epilogue)
+    return None if r is None else device.compile(r.source, r.name)
+
+
+def _render_block(device, pattern, epilogue):
     render_block = getattr(_renderer(device.renderer), "render_block", None)
     if render_block is None or pattern.kind != "gemm" or pattern.batch != 1 or \
             (pattern.m > 1 and pattern.out_strides[1] != pattern.n) or (pattern.n > 1 and pattern.out_strides[2] != 1):
         return None
-    r = render_block(epilogue, pattern.m, pattern.n, device.caps)
-    return None if r is None else device.compile(r.source, r.name)
+    return render_block(epilogue, pattern.m, pattern.n, device.caps)
 
 
 def _check_claimed(device, dts) -> None:
@@ -91,21 +110,40 @@ def _check_claimed(device, dts) -> None:
 
 
 def _precompile(items: list[ScheduleItem]) -> None:
-    """Compile every new kernel of a schedule at once, in parallel where the device can."""
+    """Compile every new kernel of a schedule at once, in parallel where the device can.
+    A kernel the device claims needs no code of its own: its generated epilogue (and that
+    epilogue over blocks) is compiled instead (W3's cold first step: ~30 GEMM kernels
+    were compiled for nothing and their epilogues one at a time)."""
     by_device: dict = {}
     for it in items:
         if it.kernel is None:
             continue
         dev = get_device(it.out.device)
         key = _key(dev, it.kernel)
-        if key not in _programs and hasattr(dev, "compile_many"):
+        if key not in _programs and (_programs.get(("claim",) + key) is None or not _claims_on(dev)) and \
+                hasattr(dev, "compile_many"):
             by_device.setdefault(dev.name, (dev, {}))[1][key] = it.kernel
     for dev, todo in by_device.values():
         if len(todo) < 2:
             continue
-        keys = list(todo)
-        rendered = [_render(dev, todo[k]) for k in keys]
-        for key, r, prog in zip(keys, rendered, dev.compile_many([(r.source, r.name) for r in rendered])):
+        generated, blocks = {}, []  # key -> kernel rendered whole; (source, name) of block epilogues
+        for key, kernel in todo.items():
+            parts = _claim_parts(dev, kernel)
+            if parts is None:
+                generated[key] = kernel
+            elif parts[0][1] is None:
+                _programs[("claim",) + key] = (parts[1], (1,), None)
+            else:
+                (pattern, rest), _ = parts
+                if _key(dev, rest) not in _programs:
+                    generated[_key(dev, rest)] = rest
+                r = _render_block(dev, pattern, rest)
+                if r is not None:
+                    blocks.append((r.source, r.name))
+        keys = list(generated)
+        rendered = [_render(dev, generated[k]) for k in keys]
+        progs = dev.compile_many([(r.source, r.name) for r in rendered] + blocks)  # blocks: device-cached
+        for key, r, prog in zip(keys, rendered, progs):
             _programs[key] = (prog, r.global_size, r.local_size)
 
 
