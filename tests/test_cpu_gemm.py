@@ -135,3 +135,28 @@ sys.exit(3)
     done = subprocess.run([sys.executable, str(script)], env=env, timeout=180, capture_output=True, text=True)
     assert done.returncode != 3, "the forked child hung in the GEMM's parallel region"
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("flags", FLAGS, ids=["native", "no_avx512"][:len(FLAGS)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 288, 32, 9000), (1, 72, 40, 300), (2, 150, 33, 70)])
+def test_a_panels_read_in_place(shape, dtype, flags):
+    """A[i, kk] at kk * 40 + i: rows consecutive, k a short stride apart, windows that
+    overlap (a convolution's weight gradient over a channels-last input). Its full
+    16-row panels are read where they lie, not packed (in_place_a), through the split-K
+    path (288 x 32 by 9000), row blocks of one problem, and a batch; the last partial
+    panel (72 and 150 rows) is packed as usual. Every element checked against NumPy."""
+    nb, m, n, k = shape
+    pitch, size = 40, k * 40 + m
+    rng = np.random.default_rng(m)
+    store = rng.standard_normal((nb, size)).astype(dtype)
+    a = np.lib.stride_tricks.as_strided(store, (nb, m, k), (size * store.itemsize, store.itemsize,
+                                                           pitch * store.itemsize))
+    b = rng.standard_normal((nb, k, n)).astype(dtype)
+    out = np.full((nb, m, n), np.nan, dtype)
+    t = Tables(offsets([m], [1]), offsets([k], [pitch]), offsets([n], [1]), offsets([k], [n]), offsets([m], [n]),
+               offsets([n], [1]), offsets([nb], [size]), offsets([nb], [k * n]), offsets([nb], [m * n]))
+    t.run(out.ctypes.data, store.ctypes.data, b.ctypes.data, store.itemsize, flags)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out, want, rtol=tol * 10, atol=tol * np.sqrt(k) * np.abs(want).max())

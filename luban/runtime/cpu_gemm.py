@@ -9,7 +9,9 @@ im2col matrix in memory. This kernel (a 16x16 register tile, one zmm FMA per A e
 with the broadcast folded in) runs at ~86% of a core's FMA peak.
 
 Blocking as in BLIS: a task owns a block of C; per KC-deep slice it packs its A rows
-(MC x KC, in L2) and walks B a 16-column micro-panel at a time (KC x 16, in L1), packed,
+(MC x KC, in L2; a 16-row panel whose rows are consecutive and lie close together, a
+convolution's weight gradient over a channels-last input, is read in place instead)
+and walks B a 16-column micro-panel at a time (KC x 16, in L1), packed,
 or read in place where the panel's 16 columns are consecutive in memory (a convolution's
 output row); a packed B that several row blocks share is packed once, whole. Tasks are
 shared among the OpenMP threads, cut to a multiple of their number where C allows; when
@@ -115,12 +117,18 @@ static void pack_$S($T *restrict P, long w, const $T *src, const long *rows, lon
 /* A panel (k-major) x B panel (packed, k-major, or in place at base + ks[k]): into
    X[MR][$NR], or, with c, straight from the registers into rows c + cm[i] (i < mr) of
    $NR consecutive elements (add: added), as most tiles are: no trip through X */
-static inline __attribute__((always_inline)) void tile_$S(long kc, const $T *restrict A, const $T *restrict B,
-                                                          const $T *base, const long *ks, $T *restrict X, $T *c,
-                                                          const long *cm, long mr, int add) {
+static inline __attribute__((always_inline)) void tile_$S(long kc, const $T *restrict A, const long *aks,
+                                                          const $T *restrict B, const $T *base, const long *ks,
+                                                          $T *restrict X, $T *c, const long *cm, long mr, int add) {
   $V acc[MR];
   for (int i = 0; i < MR; i++) acc[i] = ($V){0};
-  if (B)
+  if (aks) /* A's MR rows read in place: consecutive, at A + aks[k] (see in_place_a) */
+    for (long k = 0; k < kc; k++) {
+      $V b = B ? *(const $V *)(B + k * $NR) : *(const $VU *)(base + ks[k]);
+      const $T *a = A + aks[k];
+      for (int i = 0; i < MR; i++) acc[i] += a[i] * b;
+    }
+  else if (B)
     for (long k = 0; k < kc; k++) {
       $V b = *(const $V *)(B + k * $NR);
       for (int i = 0; i < MR; i++) acc[i] += A[k * MR + i] * b;
@@ -175,8 +183,24 @@ static void store_$S($T *c, const long *cm, const long *cn, long mr, long nr, co
     }
 }
 
-/* the ib-th MR-row panel of A's rows from i0 (i1 the block's end), k in [k0, k0 + kc) */
-static void pack_a_$S(const problem *p, const $T *a, long i0, long i1, long ib, long k0, long kc, $T *Ap) {
+/* whether the MR-row panel of A from row i (i1 the block's end), k in [k0, k0 + kc), is
+   read in place, not packed: its rows consecutive, spread over at most 4x the packed
+   panel's extent (a convolution's weight gradient over a channels-last input: the copy
+   into a panel was ~18% of that GEMM) */
+static inline int in_place_a_$S(const problem *p, long i, long i1, long k0, long kc) {
+  if (i1 - i < MR || !consecutive(p->am + i, MR)) return 0;
+  long lo = p->ak[k0], hi = p->ak[k0];
+  for (long k = k0 + 1; k < k0 + kc; k++) {
+    lo = p->ak[k] < lo ? p->ak[k] : lo;
+    hi = p->ak[k] > hi ? p->ak[k] : hi;
+  }
+  return hi - lo + MR <= 4 * MR * kc;
+}
+
+/* the ib-th MR-row panel of A's rows from i0 (i1 the block's end), k in [k0, k0 + kc),
+   unless it is read in place */
+static void pack_a_$S(const problem *p, const $T *a, long i0, long i1, long ib, long k0, long kc, $T *Ap, int ipa) {
+  if (ipa && in_place_a_$S(p, i0 + ib * MR, i1, k0, kc)) return;
   pack_$S(Ap + ib * MR * kc, MR, a, p->am + i0 + ib * MR, lmin(MR, i1 - i0 - ib * MR), p->ak + k0, kc);
 }
 
@@ -200,8 +224,10 @@ static inline void prefetch_b_$S(const problem *p, const $T *b, long jn, long nr
 /* C rows [i0, i1) x cols [j0, j1) from the packed A block, k in [k0, k0 + kc): stored into
    c (add: added), or, with dense, added into dense (row stride ldd, from row i0, col 0) */
 static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long j0, long j1, long k0, long kc,
-                    int add, $T *dense, long ldd, const $T *Ap, $T *Bp, const $T *Bpre) {
+                    int add, $T *dense, long ldd, const $T *Ap, $T *Bp, const $T *Bpre, const $T *a) {
   $T X[MR * $NR] __attribute__((aligned(64)));
+  char ip[cdiv(i1 - i0, MR)]; /* per row panel: read in place from a (NULL: none is) */
+  for (long i = i0; i < i1; i += MR) ip[(i - i0) / MR] = a && in_place_a_$S(p, i, i1, k0, kc);
   for (long j = j0; j < j1; j += $NR) {
     long nr = lmin($NR, j1 - j);
     int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR), straight = nr == $NR && consecutive(p->cn + j, $NR);
@@ -212,14 +238,17 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
     int dn = nrn == $NR && consecutive(p->bn + jn, $NR);
     for (long i = i0; i < i1; i += MR) {
       if (nrn > 0) prefetch_b_$S(p, b, jn, nrn, k0, kc, dn, (i - i0) / MR, parts);
+      int in_place = ip[(i - i0) / MR];
+      const $T *Ai = in_place ? a + p->am[i] : Ap + (i - i0) * kc;
+      const long *aks = in_place ? p->ak + k0 : 0;
       if (i1 - i == 1)
-        row_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
+        row_$S(kc, Ai, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
       else if (!dense && straight) {
-        tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, c + p->cn[j], p->cm + i,
-                lmin(MR, i1 - i), add);
+        tile_$S(kc, Ai, aks, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, c + p->cn[j], p->cm + i, lmin(MR, i1 - i),
+                add);
         continue;
       } else
-        tile_$S(kc, Ap + (i - i0) * kc, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, 0, 0, 0, 0);
+        tile_$S(kc, Ai, aks, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, 0, 0, 0, 0);
       if (dense)
         for (long r = 0; r < MR; r++) {
           $V *d = ($V *)(dense + (i - i0 + r) * ldd + j);
@@ -278,8 +307,8 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       long lo = K * t / n_t, hi = K * (t + 1) / n_t;
       for (long k = lo; k < hi; k += KC) {
         long kk = lmin(KC, hi - k);
-        for (long ib = 0; ib < mrows / MR; ib++) pack_a_$S(&p, a, 0, M, ib, k, kk, Ap);
-        cols_$S(&p, c, b, 0, M, 0, N, k, kk, 1, mine, ldd, Ap, Bp, 0);
+        for (long ib = 0; ib < mrows / MR; ib++) pack_a_$S(&p, a, 0, M, ib, k, kk, Ap, 1);
+        cols_$S(&p, c, b, 0, M, 0, N, k, kk, 1, mine, ldd, Ap, Bp, 0, a);
       }
       _Pragma("omp barrier")
       _Pragma("omp for schedule(static)")
@@ -327,8 +356,8 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       long i1 = lmin(M, i0 + MC), j1 = lmin(N, j0 + ncols);
       for (long k = 0; k < K; k += kc) {
         long kk = lmin(kc, K - k);
-        for (long ib = 0; ib < cdiv(i1 - i0, MR); ib++) pack_a_$S(&p, a + qa[q], i0, i1, ib, k, kk, Ap);
-        cols_$S(&p, c + qc[q], b + qb[q], i0, i1, j0, j1, k, kk, k > 0, 0, 0, Ap, Bp, Bpre);
+        for (long ib = 0; ib < cdiv(i1 - i0, MR); ib++) pack_a_$S(&p, a + qa[q], i0, i1, ib, k, kk, Ap, 1);
+        cols_$S(&p, c + qc[q], b + qb[q], i0, i1, j0, j1, k, kk, k > 0, 0, 0, Ap, Bp, Bpre, a + qa[q]);
       }
       finished(epi, epi_args, flip, i0, i1, j0, j1);
     }
