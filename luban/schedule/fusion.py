@@ -154,8 +154,8 @@ class _Planner:
             base = n
             while base.op is Op.RESHAPE and base.src[0].buffer is None:
                 base = base.src[0]
-            if base.op not in REDUCE:
-                continue
+            if base.op not in REDUCE or self._depth(base.src[0]) > MAX_DEPTH // 2:
+                continue  # (a deep tree stays cut: rule 4)
             node = n
             while True:
                 up = self._users.get(id(node), ())
@@ -338,6 +338,5 @@ def _as_soon_as_ready(items: list[ScheduleItem]) -> list[ScheduleItem]:
     live kernel outputs 85 -> 79 MB; W2 222 -> 129 MB)."""
     level: dict[int, int] = {}
     for it in items:
-        srcs = it.inputs if it.kernel is not None else [it.out.src[0]]  # a COPY reads its source
-        level[id(it.out)] = 1 + max((level.get(id(s), -1) for s in srcs), default=-1)
+        level[id(it.out)] = 1 + max((level.get(id(s), -1) for s in it.inputs), default=-1)
     return [it for _, it in sorted(enumerate(items), key=lambda p: (level[id(p[1].out)], p[0]))]
