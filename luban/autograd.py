@@ -205,17 +205,18 @@ class Gelu(Function):
 
 
 class Softmax(Function):
-    """A softmax along `axis` whose value `out` the caller composed (without grad) from
-    x; backward from that value: out * (g - sum(g * out)). The composed backward goes
-    through the exp and recomputes it from x in every kernel that needs it; this one
-    loads the stored probabilities (attention's backward: two exp passes a layer fewer)."""
+    """A softmax along `axes` (one; none for a 0-d x) whose value `out` the caller
+    composed (without grad) from x; backward from that value: out * (g - sum(g * out)).
+    The composed backward goes through the exp and recomputes it from x in every kernel
+    that needs it; this one loads the stored probabilities (attention's backward: two exp
+    passes a layer fewer)."""
 
-    def forward(self, x, out, axis):
-        self.out, self.axis = out, axis
+    def forward(self, x, out, axes):
+        self.out, self.axes = out, axes
         return out
 
     def backward(self, g):
-        dot = g.alu(Op.MUL, self.out).reduce(Op.SUM, (self.axis,)).expand(g.shape)
+        dot = g.alu(Op.MUL, self.out).reduce(Op.SUM, self.axes).expand(g.shape)
         return self.out.alu(Op.MUL, g.alu(Op.ADD, dot.alu(Op.NEG)))
 
 

@@ -817,7 +817,8 @@ class Tensor:
     def _softmax_of(self, out: "Tensor", dim: int) -> "Tensor":
         """`out`, a softmax of self along dim computed without grad, with the softmax's
         gradient taken from `out` itself (autograd.Softmax)."""
-        return Tensor._apply(F.Softmax, self, out=out.lazydata, axis=_norm_dim(dim, self.ndim, "softmax"))
+        axes = (_norm_dim(dim, self.ndim, "softmax"),) if self.ndim else ()  # a 0-d softmax is 1
+        return Tensor._apply(F.Softmax, self, out=out.lazydata, axes=axes)
 
     def log_softmax(self, dim: int = -1, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else self._floaty()

@@ -370,3 +370,20 @@ def test_zero_grad_of_unused_input(device):
     z = lt(b, requires_grad=True)
     (x * 0 + luban.where(x > 100, z, 0.0)).sum().backward()
     assert z.grad is not None and not np.any(z.grad.numpy())
+
+
+@pytest.mark.parametrize("shape,dim", [((), 0), ((), -1), ((5,), 0), ((3, 4), -1), ((2, 3, 4), 1)])
+def test_softmax_gradient_from_its_output(shape, dim):
+    """softmax's backward rule (autograd.Softmax, from the stored output) against torch,
+    a 0-d input (softmax 1, gradient 0) included."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(len(shape))
+    xv, gv = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+    x = luban.tensor(xv, requires_grad=True)
+    y = x.softmax(dim)
+    (y * luban.tensor(gv)).sum().backward()
+    xt = torch.tensor(xv, requires_grad=True)
+    yt = xt.softmax(dim)
+    (yt * torch.tensor(gv)).sum().backward()
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
