@@ -197,11 +197,14 @@ static inline int in_place_a_$S(const problem *p, long i, long i1, long k0, long
   return hi - lo + MR <= 4 * MR * kc;
 }
 
-/* the ib-th MR-row panel of A's rows from i0 (i1 the block's end), k in [k0, k0 + kc),
-   unless it is read in place */
-static void pack_a_$S(const problem *p, const $T *a, long i0, long i1, long ib, long k0, long kc, $T *Ap, int ipa) {
-  if (ipa && in_place_a_$S(p, i0 + ib * MR, i1, k0, kc)) return;
-  pack_$S(Ap + ib * MR * kc, MR, a, p->am + i0 + ib * MR, lmin(MR, i1 - i0 - ib * MR), p->ak + k0, kc);
+/* A's rows [i0, i1), k in [k0, k0 + kc), packed panel by panel (MR rows each) into Ap,
+   except the panels read in place: ip[panel] says which */
+static void pack_a_$S(const problem *p, const $T *a, long i0, long i1, long k0, long kc, $T *Ap, char *ip) {
+  for (long ib = 0; ib < cdiv(i1 - i0, MR); ib++) {
+    long i = i0 + ib * MR;
+    ip[ib] = (char)in_place_a_$S(p, i, i1, k0, kc);
+    if (!ip[ib]) pack_$S(Ap + ib * MR * kc, MR, a, p->am + i, lmin(MR, i1 - i), p->ak + k0, kc);
+  }
 }
 
 /* part `part` of `parts` of the lines B's micro-panel from column jn (nr columns, k in
@@ -221,13 +224,13 @@ static inline void prefetch_b_$S(const problem *p, const $T *b, long jn, long nr
     __builtin_prefetch(b + p->bn[jn + t / per] + p->bk[k0 + t % per * step], 0, 2);
 }
 
-/* C rows [i0, i1) x cols [j0, j1) from the packed A block, k in [k0, k0 + kc): stored into
-   c (add: added), or, with dense, added into dense (row stride ldd, from row i0, col 0) */
+/* C rows [i0, i1) x cols [j0, j1) from the A block pack_a_ left (panels packed in Ap, or
+   read in place from a where ip says), k in [k0, k0 + kc): stored into c (add: added),
+   or, with dense, added into dense (row stride ldd, from row i0, col 0) */
 static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long j0, long j1, long k0, long kc,
-                    int add, $T *dense, long ldd, const $T *Ap, $T *Bp, const $T *Bpre, const $T *a) {
+                    int add, $T *dense, long ldd, const $T *Ap, const char *ip, const $T *a, $T *Bp,
+                    const $T *Bpre) {
   $T X[MR * $NR] __attribute__((aligned(64)));
-  char ip[cdiv(i1 - i0, MR)]; /* per row panel: read in place from a (NULL: none is) */
-  for (long i = i0; i < i1; i += MR) ip[(i - i0) / MR] = a && in_place_a_$S(p, i, i1, k0, kc);
   for (long j = j0; j < j1; j += $NR) {
     long nr = lmin($NR, j1 - j);
     int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR), straight = nr == $NR && consecutive(p->cn + j, $NR);
@@ -305,10 +308,11 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
       $T *Ap = ($T *)(packs + t * each), *Bp = Ap + mrows * KC;
       memset(mine, 0, sizeof($T) * mrows * ldd);
       long lo = K * t / n_t, hi = K * (t + 1) / n_t;
+      char ip[mrows / MR];
       for (long k = lo; k < hi; k += KC) {
         long kk = lmin(KC, hi - k);
-        for (long ib = 0; ib < mrows / MR; ib++) pack_a_$S(&p, a, 0, M, ib, k, kk, Ap, 1);
-        cols_$S(&p, c, b, 0, M, 0, N, k, kk, 1, mine, ldd, Ap, Bp, 0, a);
+        pack_a_$S(&p, a, 0, M, k, kk, Ap, ip);
+        cols_$S(&p, c, b, 0, M, 0, N, k, kk, 1, mine, ldd, Ap, ip, a, Bp, 0);
       }
       _Pragma("omp barrier")
       _Pragma("omp for schedule(static)")
@@ -354,10 +358,11 @@ long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long
     for (long t = 0; t < tasks; t++) {
       long q = t / (mblocks * nbl), i0 = t / nbl % mblocks * MC, j0 = t % nbl * ncols;
       long i1 = lmin(M, i0 + MC), j1 = lmin(N, j0 + ncols);
+      char ip[MC / MR];
       for (long k = 0; k < K; k += kc) {
         long kk = lmin(kc, K - k);
-        for (long ib = 0; ib < cdiv(i1 - i0, MR); ib++) pack_a_$S(&p, a + qa[q], i0, i1, ib, k, kk, Ap, 1);
-        cols_$S(&p, c + qc[q], b + qb[q], i0, i1, j0, j1, k, kk, k > 0, 0, 0, Ap, Bp, Bpre, a + qa[q]);
+        pack_a_$S(&p, a + qa[q], i0, i1, k, kk, Ap, ip);
+        cols_$S(&p, c + qc[q], b + qb[q], i0, i1, j0, j1, k, kk, k > 0, 0, 0, Ap, ip, a + qa[q], Bp, Bpre);
       }
       finished(epi, epi_args, flip, i0, i1, j0, j1);
     }

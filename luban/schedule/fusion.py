@@ -34,6 +34,7 @@ _ALWAYS = (Op.SCATTER_ADD, Op.CONTIGUOUS, Op.COPY)
 MAX_DEPTH = 200
 SHARED_MIN_LOADS = 3  # below this, re-reading beats a kernel launch and a round trip
 _LOADS_CAP = 16  # counting distinct reads stops here (enough to decide; keeps planning linear)
+_CHAIN = ELEMENTWISE | {Op.RESHAPE}  # what a shared reduce's sole reader chain may hold (_inline_into_sole_reader)
 
 
 @dataclass
@@ -159,7 +160,7 @@ class _Planner:
             node = n
             while True:
                 up = self._users.get(id(node), ())
-                if len(up) != 1 or up[0].op not in ELEMENTWISE | {Op.RESHAPE} or up[0].buffer is not None:
+                if len(up) != 1 or up[0].op not in _CHAIN or up[0].buffer is not None:
                     break
                 node = up[0]
                 if id(node) in self.mat:
