@@ -101,6 +101,27 @@ def test_shared_subtree_reading_many_buffers_is_computed_once(inputs):
         np.testing.assert_allclose(outs[2].numpy(), (ref * 3).sum(1), rtol=1e-4, atol=1e-4)
 
 
+def test_shared_chain_is_stored_once_at_its_top(inputs):
+    """(x - mean) * rstd * w + b read by several kernels (an inference LayerNorm feeding
+    a matmul and a residual add) is stored once, whole: its inner part reads as many
+    buffers, but its only reader is the rest of the chain, shared by the same kernels."""
+    x, h, _ = inputs
+    ln = luban.nn.LayerNorm(32)
+    with luban.no_grad():
+        ln.weight.copy_(luban.tensor(np.linspace(0.5, 1.5, 32, dtype=np.float32)))
+        ln.bias.copy_(luban.tensor(np.linspace(-1, 1, 32, dtype=np.float32)))
+        y = ln(x)
+        outs = [y @ h[:32], y + 1, y.relu()]
+        ks = _schedule_kernels(outs)
+        stored = [k for k in ks if k.ast.shape == (64, 32) and k.name.startswith("elementwise")]
+        assert len(stored) == 3, [k.name for k in ks]  # y once, then y + 1 and relu(y)
+        xn = x.numpy()
+        ref = (xn - xn.mean(1, keepdims=True)) / np.sqrt(xn.var(1, keepdims=True) + 1e-5)
+        ref = ref * np.linspace(0.5, 1.5, 32) + np.linspace(-1, 1, 32)
+        for t, want in zip(outs, (ref @ h.numpy()[:32], ref + 1, np.maximum(ref, 0))):
+            np.testing.assert_allclose(t.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
 def _schedule_kernels(targets):
     from luban.schedule.fusion import create_schedule
     return [it.kernel for it in create_schedule([t.lazydata for t in targets]) if it.kernel is not None]
@@ -123,6 +144,28 @@ def test_conv_of_an_expression_reads_it_unpadded_and_stays_a_contraction():
     assert all(len(s) <= 4 or sorted(s)[:len(s) - 4] == [1] * (len(s) - 4) for s in shapes), shapes
     found = [recognize(k) for k in ks]
     assert sum(isinstance(f[0], Contraction) for f in found if f) == 3, [k.name for k in ks]
+
+
+def test_conv_input_shared_in_inference_is_stored_padded():
+    """relu(x * a + b) read by a convolution and by other kernels (a residual block's
+    input, in inference): the work is stored padded, by a kernel, so the convolution
+    reads it in place; not stored bare, which leaves the claim a zero-padded copy to
+    make outside the compiled run."""
+    from luban.codegen.patterns import Contraction, recognize
+    rng = np.random.default_rng(0)
+    x = luban.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32))
+    a, b = (luban.tensor(rng.standard_normal((1, 3, 1, 1)).astype(np.float32)) for _ in range(2))
+    w = luban.tensor(rng.standard_normal((5, 3, 3, 3)).astype(np.float32))
+    with luban.no_grad():
+        z = (x * a + b).relu()
+        outs = [luban.nn.functional.conv2d(z, w, padding=1), z + 1, z * 2]
+        found = [recognize(k) for k in _schedule_kernels(outs)]
+        convs = [f[0] for f in found if f and isinstance(f[0], Contraction)]
+        assert len(convs) == 1 and convs[0].a.padded is None and convs[0].b.padded is None, convs
+        zn = np.maximum(x.numpy() * a.numpy() + b.numpy(), 0)
+        np.testing.assert_allclose(outs[1].numpy(), zn + 1, rtol=1e-6)
+        ref = luban.nn.functional.conv2d(luban.tensor(zn), w, padding=1).numpy()  # over a plain input
+        np.testing.assert_allclose(outs[0].numpy(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_matmul_of_merged_heads_stays_a_gemm():

@@ -12,7 +12,9 @@ Fusion rules, all following from "a kernel evaluates its tree at an index":
   layout its readers see, past a chain of reshapes and permutes), and so
   is an elementwise subtree reading several buffers that k kernels would inline, when the
   k * loads reads that costs exceed loads + 1 + k (a transformer's residual stream is a
-  sum over every earlier layer, re-read by every LayerNorm and backward kernel);
+  sum over every earlier layer, re-read by every LayerNorm and backward kernel); such a
+  subtree is left to its only reader where that is elementwise: the reader is shared by
+  the same kernels and stored instead (an inference LayerNorm is one kernel);
 - SCATTER_ADD, CONTIGUOUS, COPY and the requested targets are always materialized, and
   so is a scatter's value that holds a reduce: the scatter walks its index in order along
   the axis, which gives the reduce neither its vector loop nor its tile of accumulators
@@ -130,7 +132,7 @@ class _Planner:
                 if n.buffer is not None or id(n) in self.mat:
                     continue
                 k = owners.get(id(n), 0)
-                if k > 1 and self._shared_cost(n, k):
+                if k > 1 and self._shared_cost(n, k) and not self._sole_user_shared(n):
                     self._materialize(_read_layout(n, self._users) if self._summary(n)[0] else n)
                     grew = True
                 elif self._depth(n) > MAX_DEPTH:
@@ -176,6 +178,33 @@ class _Planner:
                     n.buffer is None and not self._summary(n.src[0])[1] and self._depth(n.src[0]) < MAX_DEPTH // 2:
                 self.mat.discard(id(n))
                 self._update(n)
+
+    def _sole_user_shared(self, n: LazyBuffer) -> bool:
+        """Whether shared elementwise n is better left to its only reader, an elementwise
+        node: the kernels inlining n all do it through that reader, which reads what n
+        reads and more, so it is shared by the same kernels and materialized in its turn
+        (judged after n, producers first, it used to be cut too: an inference LayerNorm
+        stored (x - mean) * rstd, then re-read it to apply the weight and the bias)."""
+        if n.op not in ELEMENTWISE or self._summary(n)[0]:
+            return False
+        users = self._users.get(id(n), ())
+        u = users[0] if users else None
+        return u is not None and all(v is u for v in users) and u.op in ELEMENTWISE and u.buffer is None and \
+            id(u) not in self.mat and not self._read_padded(u)
+
+    def _read_padded(self, n: LazyBuffer) -> bool:
+        """Whether a chain of movement ops from n pads it (a convolution's input): a
+        kernel storing n's work padded is read by the convolution in place, while a
+        stored n leaves a bare padded view that the claim copies from Python."""
+        stack, seen = [n], set()
+        while stack:
+            for u in self._users.get(id(stack.pop()), ()):
+                if u.op is Op.PAD:
+                    return True
+                if u.op in MOVEMENT and u.buffer is None and id(u) not in seen:
+                    seen.add(id(u))
+                    stack.append(u)
+        return False
 
     def _shared_cost(self, n: LazyBuffer, k: int) -> bool:
         """Whether n, inlined by k kernels, is worth computing once instead."""
