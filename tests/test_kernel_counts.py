@@ -122,6 +122,53 @@ def test_shared_chain_is_stored_once_at_its_top(inputs):
             np.testing.assert_allclose(t.numpy(), want, rtol=1e-4, atol=1e-4)
 
 
+def _kernels_on(device: str, targets) -> list:
+    from luban.schedule.fusion import create_schedule
+    return [it.kernel for it in create_schedule([t.lazydata for t in targets])]
+
+
+@pytest.mark.parametrize("dim", [-1, 0])
+def test_row_softmax_and_layer_norm_are_one_kernel_where_rows_are_loops(dim):
+    """On the cpu device (rows run as loops) a softmax over the last dim and an inference
+    LayerNorm are one kernel each, every row's max/sum or mean/variance computed once
+    in it; over another dim (a column) the reduces stay kernels of their own."""
+    rng = np.random.default_rng(0)
+    xn = rng.standard_normal((48, 40)).astype(np.float32)
+    x = luban.tensor(xn, device="cpu")
+    w = luban.tensor(np.linspace(0.5, 2, 40, dtype=np.float32), device="cpu")
+    with luban.no_grad():
+        sm, ln = x.softmax(dim), luban.nn.functional.layer_norm(x, (40,), w, w)
+        assert len(_kernels_on("cpu", [sm])) == (1 if dim == -1 else 3)
+        assert len(_kernels_on("cpu", [ln])) == 1
+        e = np.exp(xn - xn.max(dim, keepdims=True))
+        np.testing.assert_allclose(sm.numpy(), e / e.sum(dim, keepdims=True), rtol=1e-5, atol=1e-7)
+        ref = (xn - xn.mean(1, keepdims=True)) / np.sqrt(xn.var(1, keepdims=True) + 1e-5)
+        np.testing.assert_allclose(ln.numpy(), ref * w.numpy() + w.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_row_fusion_keeps_matmuls_out_of_row_loops_and_full_reduces_exact():
+    """A matmul read under a row sum is stored by a GEMM, not recomputed per element of
+    the row loop; a softmax summed over everything, or taken over a transposed view,
+    stays exact."""
+    from luban.codegen.patterns import Gemm, recognize
+    rng = np.random.default_rng(1)
+    an, bn_ = rng.standard_normal((32, 24)).astype(np.float32), rng.standard_normal((24, 40)).astype(np.float32)
+    a, b = luban.tensor(an, device="cpu"), luban.tensor(bn_, device="cpu")
+    with luban.no_grad():
+        s = a @ b
+        out = s - (s * s).sum(-1, keepdim=True)
+        found = [recognize(k) for k in _kernels_on("cpu", [out])]
+        assert any(f and isinstance(f[0], Gemm) and f[1] is None for f in found), found
+        sn = an @ bn_
+        np.testing.assert_allclose(out.numpy(), sn - (sn * sn).sum(-1, keepdims=True), rtol=1e-4, atol=1e-3)
+        for t, ref in ((a.softmax(-1).sum(), 32.0), (a.T.softmax(-1), None)):
+            if ref is None:
+                e = np.exp(an.T - an.T.max(-1, keepdims=True))
+                np.testing.assert_allclose(t.numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+            else:
+                assert t.item() == pytest.approx(ref, rel=1e-5)
+
+
 def _schedule_kernels(targets):
     from luban.schedule.fusion import create_schedule
     return [it.kernel for it in create_schedule([t.lazydata for t in targets]) if it.kernel is not None]

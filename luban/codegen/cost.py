@@ -12,7 +12,10 @@ element): each arithmetic node is charged once per element at which it is evalua
   evaluated once per distinct element (broadcast values are computed once, as the C
   renderer hoists them); under a PAD only at the valid positions; under a SHRINK only at
   the kept ones. A node shared by several parents (hash-consed AST) is one value: it is
-  charged once, at the most points any parent needs.
+  charged once, at the most points any parent needs, within one loop: a reduce's source
+  is a loop of its own, so what a row's sum and the row's output both compute (a fused
+  softmax's exp) is charged in each; a reduce itself is computed once, where the widest
+  loop reading it needs it (a row's max, hoisted above the loops that use it).
 
 Bytes = the output buffer written + each input buffer read once (no cache effects).
 """
@@ -47,20 +50,35 @@ def flops(kernel: Kernel | KNode) -> int:
     if hit is not None:
         return hit
     order = root.toposort()[::-1]  # parents before children
-    points = {id(root): _numel(root.shape)}
+    reduces: dict = {}  # id -> the most points any loop needs the reduce at
     total = 0
-    for n in order:
-        pts = points[id(n)]
-        if n.op in ELEMENTWISE and n.op not in _FREE:
-            total += pts
-        elif n.op in REDUCE:
-            total += pts * _numel(n.src[0].shape) // max(_numel(n.shape), 1)
-        elif n.op is Op.SCATTER_ADD:
-            total += _numel(n.src[2].shape)
-        for s in n.src:
-            p = _child_points(n, pts, s)
-            if p > points.get(id(s), -1):
-                points[id(s)] = p
+
+    def loop(start: KNode, pts: int) -> None:
+        """Charge the nodes one loop evaluates from `start` down to the reduces it reads."""
+        nonlocal total
+        points = {id(start): pts}
+        for n in order:
+            p = points.get(id(n))
+            if p is None:
+                continue
+            if n.op in REDUCE:
+                reduces[id(n)] = max(reduces.get(id(n), 0), p)
+                continue
+            if n.op in ELEMENTWISE and n.op not in _FREE:
+                total += p
+            elif n.op is Op.SCATTER_ADD:
+                total += _numel(n.src[2].shape)
+            for s in n.src:
+                q = _child_points(n, p, s)
+                if q > points.get(id(s), -1):
+                    points[id(s)] = q
+
+    loop(root, _numel(root.shape))
+    for n in order:  # a reduce after every loop that reads it
+        if n.op in REDUCE and id(n) in reduces:
+            p = reduces[id(n)] * _numel(n.src[0].shape) // max(_numel(n.shape), 1)
+            total += p
+            loop(n.src[0], p)
     _cache[root] = total
     return total
 

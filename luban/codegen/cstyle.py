@@ -554,8 +554,8 @@ class _Renderer:
         """Whether to run a reduce with the tiled output loop innermost: only where it is
         evaluated directly in that loop, and where its loads then read more contiguously."""
         lv = self._tile_var(idx, loops, 1)
-        if lv is None:
-            return False
+        if lv is None or any(n.op in REDUCE for n in src.toposort()):
+            return False  # (a row's max inside a row's sum: hoisted above the reduce loop, not in it)
         addrs = _loads(src, inner)
         good_l = sum(stride(a, lv.name) in (0, 1) for a in addrs)
         good_r = sum(stride(a, loops[-1].name) in (0, 1) for a in addrs)

@@ -108,7 +108,7 @@ class CPUDevice(Device):
     name = "cpu"
     renderer = "c"
     dtypes = frozenset(dtypes.ALL)
-    caps = {"float64": True}
+    caps = {"float64": True, "row_loops": True}
     @property
     def FLAGS(self) -> tuple:  # noqa: N802 (a constant for the life of the process)
         return compile_flags()

@@ -21,7 +21,10 @@ class Device:
     caps: optional codegen hints the renderer reads; a device without one leaves it out:
       "float64": the device computes in double (float32 sums accumulate in it),
       "local_memory": bytes of work-group shared memory (0 or absent: none),
-      "max_local_size": the most work-items in one work-group.
+      "max_local_size": the most work-items in one work-group,
+      "row_loops": its renderer runs a kernel's last dim as a loop inside each position
+      of the others (the C renderer), so the scheduler fuses a row's reduces (a
+      softmax, a LayerNorm) into the kernel that reads them: computed once per row.
 
     Optional, pattern claims (for speed only, never for correctness):
     claim(pattern) -> program | None. Before generating code for a kernel, the runtime

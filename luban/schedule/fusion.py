@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from ..codegen.kernel import Kernel, KNode
 from ..graph.lazy import LazyBuffer, toposort
 from ..graph.ops import ELEMENTWISE, MOVEMENT, REDUCE, Op
+from ..runtime import get_device
 
 _ALWAYS = (Op.SCATTER_ADD, Op.CONTIGUOUS, Op.COPY)
 MAX_DEPTH = 200
@@ -59,6 +60,7 @@ class _Planner:
             if n.op is Op.COPY and n.buffer is None:
                 self.mat.add(id(n.src[0]))
         self._fixed = set(self.mat)  # materialized whatever the rules below decide
+        self._rows: dict = {}  # device -> whether it runs rows as loops (see _row_loops)
         # reduce, work, depth, the buffers the inline tree reads (ids; capped)
         self._cost: dict[int, tuple[bool, bool, int, frozenset]] = {}
         self._pos = {id(n): i for i, n in enumerate(self.order)}
@@ -120,18 +122,25 @@ class _Planner:
         """Fix the materialized set; returns it in execution order."""
         while True:
             # broadcast rule first: it cuts trees, which changes what "holds a reduce" means
-            owners: dict[int, int] = {}
+            owners: dict[int, int] = {}  # kernels inlining a node
+            evals: dict[int, int] = {}  # and places: a kernel's row reduce loop and its outer loop
             for root in reversed(self.order):
                 if id(root) in self.mat and root.buffer is None:
-                    for nid in self._walk_root(root):
+                    inlined = self._walk_root(root)
+                    for nid, _ in inlined:
+                        evals[nid] = evals.get(nid, 0) + 1
+                    for nid in {nid for nid, _ in inlined}:
                         owners[nid] = owners.get(nid, 0) + 1
             # a reduce inlined into several kernels would be recomputed by each of them;
-            # producers first, so a consumer is judged after its producers were cut
+            # producers first, so a consumer is judged after its producers were cut. A
+            # subtree holding no reduce counts each place it is evaluated (a softmax's
+            # probabilities under a row sum and beside it: stored, not computed twice);
+            # one holding a reduce counts kernels (that reduce is computed once per row)
             grew = False
             for n in self.order:
                 if n.buffer is not None or id(n) in self.mat:
                     continue
-                k = owners.get(id(n), 0)
+                k = (owners if self._summary(n)[0] else evals).get(id(n), 0)
                 if k > 1 and self._shared_cost(n, k) and not self._sole_user_shared(n):
                     self._materialize(_read_layout(n, self._users) if self._summary(n)[0] else n)
                     grew = True
@@ -222,19 +231,29 @@ class _Planner:
             val = root.src[2]
             if val.buffer is None and id(val) not in self.mat and self._summary(val)[0]:
                 self._materialize(_view_base(val, self._users))
+        row = (root.shape, False) if self._row_loops(root) else None
         while True:  # a cut made mid-walk changes the tree: walk again until none is made
-            start = [(s, _broadcasts(root) or (root.op is Op.GATHER and i == 0)) for i, s in enumerate(root.src)]
-            cut, inlined = self._walk(start)
+            cut, inlined = self._walk([(s,) + _below(root, i, False, row) for i, s in enumerate(root.src)])
             if not cut:
                 return inlined
+
+    def _row_loops(self, n: LazyBuffer) -> bool:
+        """Whether n's device runs a kernel's innermost dims as loops inside each
+        position of the outer ones (a value that only the outer index changes is computed
+        once per row: see cstyle's _Emitter), not one work-item per element."""
+        got = self._rows.get(n.device)
+        if got is None:
+            got = self._rows[n.device] = bool(get_device(n.device).caps.get("row_loops"))
+        return got
 
     def _walk(self, stack: list) -> tuple[bool, set]:
         seen, cut = set(), False
         while stack:
-            n, crossed = stack.pop()
-            if n.buffer is not None or id(n) in self.mat or (id(n), crossed) in seen:
+            n, crossed, row = stack.pop()
+            key = (id(n), crossed, bool(row and row[1]) and not _broadcasts(n))  # (a broadcast is a view)
+            if n.buffer is not None or id(n) in self.mat or key in seen:
                 continue
-            seen.add((id(n), crossed))
+            seen.add(key)
             if n.op is Op.CONST or n.op is Op.IOTA:
                 continue
             if crossed and self._summary(n)[1]:
@@ -242,8 +261,47 @@ class _Planner:
                 cut = True  # summaries above n changed
                 continue
             for i, s in enumerate(n.src):
-                stack.append((s, crossed or _broadcasts(n) or (n.op is Op.GATHER and i == 0)))
-        return cut, {nid for nid, _ in seen}
+                stack.append((s,) + _below(n, i, crossed, row))
+        # a node inlined both inside a row reduce's loop and outside it is computed twice
+        return cut, {(nid, inside) for nid, _, inside in seen}
+
+
+def _below(n: LazyBuffer, i: int, crossed: bool, row: tuple | None) -> tuple:
+    """(crossed, row) for source i of n. crossed: under a broadcast (or a gather's table),
+    where work would be redone per broadcast copy. row: (shape, inside) when the kernel
+    loops over the last dim of `shape` innermost at n, inside a reduce over that dim or
+    not (None when unknown). A keepdim reduce over the last dim (a softmax's max and sum,
+    a LayerNorm's mean and variance) broadcast back along it is then computed once per
+    row (see cstyle's _Emitter), so that broadcast is no cut: a softmax is one kernel,
+    not three. Inside a row reduce's loop, a reduce reached other than through such a
+    broadcast would run once per element of the loop (a matmul under a row sum): cut."""
+    if n.op is Op.GATHER and i == 0:
+        return True, None
+    src = n.src[i]
+    if _broadcasts(n):
+        if row is not None and row[0] == n.shape and _along_last(src.shape, n.shape):
+            return crossed, (src.shape, False)
+        return True, None
+    if row is None or row[0] != n.shape:
+        return crossed, None
+    if n.op in REDUCE and _along_last(n.shape, src.shape):
+        inside = True
+    elif n.op in ELEMENTWISE or (n.op is Op.RESHAPE and _squeezed(n.shape) == _squeezed(src.shape)):
+        inside = row[1]  # (a reshape that only adds or drops 1s: the same loops)
+    else:
+        return crossed, None
+    return crossed or (inside and src.op in REDUCE), (src.shape, inside)
+
+
+def _squeezed(shape: tuple) -> tuple:
+    return tuple(d for d in shape if d != 1)
+
+
+def _along_last(small: tuple, big: tuple) -> bool:
+    """Whether `small` is `big` with its last dim of size > 1 made 1, and nothing else."""
+    last = max((k for k, d in enumerate(big) if d != 1), default=None)
+    return last is not None and len(small) == len(big) and small[last] == 1 and \
+        all(a == b for k, (a, b) in enumerate(zip(small, big)) if k != last)
 
 
 def _view_base(n: LazyBuffer, users: dict) -> LazyBuffer:
