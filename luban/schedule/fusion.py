@@ -149,6 +149,7 @@ class _Planner:
                     grew = True
             if not grew:
                 self._inline_into_sole_reader()
+                self._inline_row_stats()
                 self._drop_views()
                 return [n for n in self.order if id(n) in self.mat and n.buffer is None]
 
@@ -178,6 +179,52 @@ class _Planner:
                     self.mat.discard(id(n))
                     self._update(n)
                     break
+
+    def _inline_row_stats(self) -> None:
+        """A row's statistic (a reduce over the last dim, kept as a dim of 1) cut while
+        another kernel inlined the chain above it, then stored when that chain was (a
+        LayerNorm backward's two row means, first met in the bias gradient of the linear
+        before it), that in the end one kernel reads, and only broadcast along the rows
+        it loops over: inline there, computed once per row (one kernel fewer a mean)."""
+        readers: dict = {}  # id -> set of (reading kernel's root, read along its rows)
+        for root in self.order:
+            if id(root) in self.mat and root.buffer is None and root.op is not Op.COPY and self._row_loops(root):
+                stack = [(s,) + _below(root, i, False, (root.shape, False)) for i, s in enumerate(root.src)]
+                seen = set()
+                while stack:
+                    n, crossed, row = stack.pop()
+                    key = (id(n), crossed, row)
+                    if n.buffer is not None or key in seen:
+                        continue
+                    seen.add(key)
+                    if id(n) in self.mat:
+                        along = not crossed and row is not None and row[0] == n.shape and not row[1]
+                        readers.setdefault(id(n), set()).add((id(root), along))
+                        continue
+                    for i, s in enumerate(n.src):
+                        stack.append((s,) + _below(n, i, crossed, row))
+            elif id(root) in self.mat and root.buffer is None:
+                for s in root.src:  # read by a kernel that does not loop over rows
+                    readers.setdefault(id(s), set()).add((id(root), False))
+        for n in self.order:
+            got = readers.get(id(n))
+            if id(n) in self._fixed or not got or len(got) != 1 or not next(iter(got))[1] or \
+                    not n.shape or n.shape[-1] != 1 or self._reduces_inline(n) != 1:
+                continue
+            self.mat.discard(id(n))
+            self._update(n)
+
+    def _reduces_inline(self, n: LazyBuffer) -> int:
+        """How many reduces n's kernel computes (its tree down to stored nodes)."""
+        stack, seen, count = list(n.src), set(), int(n.op in REDUCE)
+        while stack:
+            m = stack.pop()
+            if m.buffer is not None or id(m) in self.mat or id(m) in seen:
+                continue
+            seen.add(id(m))
+            count += m.op in REDUCE
+            stack.extend(m.src)
+        return count
 
     def _drop_views(self) -> None:
         """A node the rules cut while work lay under it can be a bare view of buffers by
