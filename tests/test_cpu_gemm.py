@@ -160,3 +160,29 @@ def test_a_panels_read_in_place(shape, dtype, flags):
     want = np.matmul(a.astype(np.float64), b.astype(np.float64))
     tol = 1e-6 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(out, want, rtol=tol * 10, atol=tol * np.sqrt(k) * np.abs(want).max())
+
+
+@pytest.mark.parametrize("flags", FLAGS, ids=["native", "no_avx512"][:len(FLAGS)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("heads", [(8, 64, 64, 32), (8, 64, 32, 64), (3, 40, 48, 20), (2, 16, 16, 100)])
+def test_attention_heads_read_in_place(heads, dtype, flags):
+    """Attention's per-head products over a projection's output: A's rows a row pitch
+    apart and consecutive along k (q, or the probabilities) are read in place for K up
+    to 64 (in_place_a, case 2), and B's rows far apart (k or v) are copied into a panel
+    (far_b); a batch of heads, the last partial row panel (40 rows), and K past 64
+    (packed as usual) checked against NumPy."""
+    nb, m, n, k = heads
+    pitch = 3 * max(k, n) + 5  # a fused q/k/v projection's row, padded to an odd pitch
+    rng = np.random.default_rng(k)
+    store = rng.standard_normal((nb, max(m, k) * pitch)).astype(dtype)
+    a = np.lib.stride_tricks.as_strided(store, (nb, m, k), (store.strides[0], pitch * store.itemsize, store.itemsize))
+    bsrc = store[:, 2 * max(k, n):]  # another third of the same rows, as v
+    b = np.lib.stride_tricks.as_strided(bsrc, (nb, k, n), (store.strides[0], pitch * store.itemsize, store.itemsize))
+    out = np.full((nb, m, n), np.nan, dtype)
+    t = Tables(offsets([m], [pitch]), offsets([k], [1]), offsets([n], [1]), offsets([k], [pitch]), offsets([m], [n]),
+               offsets([n], [1]), offsets([nb], [store.shape[1]]), offsets([nb], [store.shape[1]]) + 2 * max(k, n),
+               offsets([nb], [m * n]))
+    t.run(out.ctypes.data, store.ctypes.data, store.ctypes.data, store.itemsize, flags)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out, want, rtol=tol * 10, atol=tol * np.sqrt(k) * np.abs(want).max())

@@ -10,10 +10,12 @@ with the broadcast folded in) runs at ~86% of a core's FMA peak.
 
 Blocking as in BLIS: a task owns a block of C; per KC-deep slice it packs its A rows
 (MC x KC, in L2; a 16-row panel whose rows are consecutive and lie close together, a
-convolution's weight gradient over a channels-last input, is read in place instead)
-and walks B a 16-column micro-panel at a time (KC x 16, in L1), packed,
+convolution's weight gradient over a channels-last input, or whose rows are equally
+spaced and each consecutive along a short K, attention's heads, is read in place
+instead) and walks B a 16-column micro-panel at a time (KC x 16, in L1), packed,
 or read in place where the panel's 16 columns are consecutive in memory (a convolution's
-output row); a packed B that several row blocks share is packed once, whole. Tasks are
+output row) and its rows not far apart in a batch of small products; a packed B that
+several row blocks share is packed once, whole. Tasks are
 shared among the OpenMP threads, cut to a multiple of their number where C allows; when
 that costs more than it saves (a weight gradient: small C, long K) the threads split K
 and add their partial C's."""
@@ -49,6 +51,7 @@ static inline int consecutive(const long *off, long n) {
 typedef struct {
   long M, N, K;
   const long *am, *ak, *bn, *bk, *cm, *cn;
+  int far_b; /* a batch whose B rows lie far apart: see luban_gemm */
 } problem;
 /* an epilogue run on each block of C as it is finished (rows [r0, r1), columns [c0, c1)
    of C, or of C^T where flip is set), while the block is in cache */
@@ -119,10 +122,16 @@ static void pack_$S($T *restrict P, long w, const $T *src, const long *rows, lon
    $NR consecutive elements (add: added), as most tiles are: no trip through X */
 static inline __attribute__((always_inline)) void tile_$S(long kc, const $T *restrict A, const long *aks,
                                                           const $T *restrict B, const $T *base, const long *ks,
-                                                          $T *restrict X, $T *c, const long *cm, long mr, int add) {
+                                                          $T *restrict X, $T *c, const long *cm, long mr, int add,
+                                                          long lda) {
   $V acc[MR];
   for (int i = 0; i < MR; i++) acc[i] = ($V){0};
-  if (aks) /* A's MR rows read in place: consecutive, at A + aks[k] (see in_place_a) */
+  if (lda) /* A's MR rows read in place, lda apart, each consecutive along k */
+    for (long k = 0; k < kc; k++) {
+      $V b = B ? *(const $V *)(B + k * $NR) : *(const $VU *)(base + ks[k]);
+      for (int i = 0; i < MR; i++) acc[i] += A[i * lda + k] * b;
+    }
+  else if (aks) /* A's MR rows read in place: consecutive, at A + aks[k] (see in_place_a) */
     for (long k = 0; k < kc; k++) {
       $V b = B ? *(const $V *)(B + k * $NR) : *(const $VU *)(base + ks[k]);
       const $T *a = A + aks[k];
@@ -183,12 +192,21 @@ static void store_$S($T *c, const long *cm, const long *cn, long mr, long nr, co
     }
 }
 
-/* whether the MR-row panel of A from row i (i1 the block's end), k in [k0, k0 + kc), is
-   read in place, not packed: its rows consecutive, spread over at most 4x the packed
-   panel's extent (a convolution's weight gradient over a channels-last input: the copy
-   into a panel was ~18% of that GEMM) */
+/* how the MR-row panel of A from row i (i1 the block's end), k in [k0, k0 + kc), is
+   read: 0 packed; 1 in place, its rows consecutive and spread over at most 4x the
+   packed panel's extent (a convolution's weight gradient over a channels-last input:
+   the copy into a panel was ~18% of that GEMM); 2 in place, each row consecutive along
+   k and the rows equally spaced, for a short K (attention's q, or its probabilities,
+   at head size: the transposing copy cost more than the product) */
 static inline int in_place_a_$S(const problem *p, long i, long i1, long k0, long kc) {
-  if (i1 - i < MR || !consecutive(p->am + i, MR)) return 0;
+  if (i1 - i < MR) return 0;
+  if (kc <= 64 && consecutive(p->ak + k0, kc)) {
+    long lda = p->am[i + 1] - p->am[i];
+    int even = lda >= kc || lda <= -kc;
+    for (long r = 2; r < MR && even; r++) even = p->am[i + r] - p->am[i + r - 1] == lda;
+    if (even) return 2;
+  }
+  if (!consecutive(p->am + i, MR)) return 0;
   long lo = p->ak[k0], hi = p->ak[k0];
   for (long k = k0 + 1; k < k0 + kc; k++) {
     lo = p->ak[k] < lo ? p->ak[k] : lo;
@@ -233,7 +251,7 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
   $T X[MR * $NR] __attribute__((aligned(64)));
   for (long j = j0; j < j1; j += $NR) {
     long nr = lmin($NR, j1 - j);
-    int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR), straight = nr == $NR && consecutive(p->cn + j, $NR);
+    int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR) && !(p->far_b && ip[0] != 1), straight = nr == $NR && consecutive(p->cn + j, $NR);
     if (Bpre) Bp = ($T *)Bpre + (j / $NR * p->K + k0) * $NR;
     else if (!direct) pack_$S(Bp, $NR, b, p->bn + j, nr, p->bk + k0, kc);
     /* only the first row block fetches B from afar: later ones find it in cache */
@@ -242,16 +260,18 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
     for (long i = i0; i < i1; i += MR) {
       if (nrn > 0) prefetch_b_$S(p, b, jn, nrn, k0, kc, dn, (i - i0) / MR, parts);
       int in_place = ip[(i - i0) / MR];
-      const $T *Ai = in_place ? a + p->am[i] : Ap + (i - i0) * kc;
-      const long *aks = in_place ? p->ak + k0 : 0;
+      const $T *Ai = in_place == 2 ? a + p->am[i] + p->ak[k0] : in_place ? a + p->am[i] : Ap + (i - i0) * kc;
+      /* (ip[] == 2: row r of the panel at Ai + r * lda) */
+      const long *aks = in_place == 1 ? p->ak + k0 : 0;
+      long lda = in_place == 2 ? p->am[i + 1] - p->am[i] : 0;
       if (i1 - i == 1)
         row_$S(kc, Ai, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X);
       else if (!dense && straight) {
         tile_$S(kc, Ai, aks, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, c + p->cn[j], p->cm + i, lmin(MR, i1 - i),
-                add);
+                add, lda);
         continue;
       } else
-        tile_$S(kc, Ai, aks, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, 0, 0, 0, 0);
+        tile_$S(kc, Ai, aks, direct ? 0 : Bp, b + p->bn[j], p->bk + k0, X, 0, 0, 0, 0, lda);
       if (dense)
         for (long r = 0; r < MR; r++) {
           $V *d = ($V *)(dense + (i - i0 + r) * ldd + j);
@@ -271,7 +291,11 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
 long luban_gemm_$S($T *c, const $T *a, const $T *b, long M, long N, long K, long nb, const long *am, const long *ak,
                    const long *bn, const long *bk, const long *cm, const long *cn, const long *qa, const long *qb,
                    const long *qc, epilogue_t epi, void *const *epi_args, long flip, long *bcache) {
-  problem p = {M, N, K, am, ak, bn, bk, cm, cn};
+  /* a batch of small products (attention's heads) whose B rows lie far apart (a head of
+     a projection's output): a B panel read in place is fetched line by line by each
+     row tile; copied into a panel it stays in L1 (measured with A read in place, see
+     in_place_a: P V and dS K 10-25% faster, q k^T and dO v^T 5-10%) */
+  problem p = {M, N, K, am, ak, bn, bk, cm, cn, nb > 1 && K > 1 && M > MR && labs(bk[1] - bk[0]) >= 4 * $NR};
   if (K == 0) {
     for (long q = 0; q < nb; q++)
       for (long i = 0; i < M; i++)
