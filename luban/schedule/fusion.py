@@ -188,8 +188,9 @@ class _Planner:
         it loops over: inline there, computed once per row (one kernel fewer a mean)."""
         readers: dict = {}  # id -> set of (reading kernel's root, read along its rows)
         for root in self.order:
-            if id(root) in self.mat and root.buffer is None and root.op is not Op.COPY and self._row_loops(root):
-                stack = [(s,) + _below(root, i, False, (root.shape, False)) for i, s in enumerate(root.src)]
+            if id(root) in self.mat and root.buffer is None and root.op is not Op.COPY:
+                row = (root.shape, False) if self._row_loops(root) else None
+                stack = [(s,) + _below(root, i, False, row) for i, s in enumerate(root.src)]
                 seen = set()
                 while stack:
                     n, crossed, row = stack.pop()
@@ -203,9 +204,6 @@ class _Planner:
                         continue
                     for i, s in enumerate(n.src):
                         stack.append((s,) + _below(n, i, crossed, row))
-            elif id(root) in self.mat and root.buffer is None:
-                for s in root.src:  # read by a kernel that does not loop over rows
-                    readers.setdefault(id(s), set()).add((id(root), False))
         for n in self.order:
             got = readers.get(id(n))
             if id(n) in self._fixed or not got or len(got) != 1 or not next(iter(got))[1] or \
