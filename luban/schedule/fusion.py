@@ -269,7 +269,8 @@ class _Planner:
         return loads >= SHARED_MIN_LOADS and k * loads > loads + 1 + k
 
     def _walk_root(self, root: LazyBuffer) -> set:
-        """Materialize under-broadcast work in root's tree; returns ids of inlined nodes."""
+        """Materialize under-broadcast work in root's tree; returns the inlined nodes as
+        (id, inside a row reduce's loop) pairs."""
         if root.op is Op.COPY:
             return set()
         if root.op is Op.SCATTER_ADD:  # values that hold a reduce are computed on their own
