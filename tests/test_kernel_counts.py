@@ -147,6 +147,19 @@ def test_row_softmax_and_layer_norm_are_one_kernel_where_rows_are_loops(dim):
         np.testing.assert_allclose(ln.numpy(), ref * w.numpy() + w.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_few_long_rows_keep_their_reduces_apart():
+    """Two rows of a softmax would run fused on at most two threads, one row each: below
+    fusion.ROW_MIN rows the max and the sum stay kernels of their own, each parallel."""
+    from luban.schedule.fusion import ROW_MIN
+    rng = np.random.default_rng(2)
+    for rows, want in ((ROW_MIN - 1, 3), (ROW_MIN, 1)):
+        xn = rng.standard_normal((rows, 300)).astype(np.float32)
+        sm = luban.tensor(xn, device="cpu").softmax(-1)
+        assert len(_kernels_on("cpu", [sm])) == want
+        e = np.exp(xn - xn.max(-1, keepdims=True))
+        np.testing.assert_allclose(sm.numpy(), e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
 def test_row_fusion_keeps_matmuls_out_of_row_loops_and_full_reduces_exact():
     """A matmul read under a row sum is stored by a GEMM, not recomputed per element of
     the row loop; a softmax summed over everything, or taken over a transposed view,
