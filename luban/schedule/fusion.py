@@ -188,7 +188,13 @@ class _Planner:
         another kernel inlined the chain above it, then stored when that chain was (a
         LayerNorm backward's two row means, first met in the bias gradient of the linear
         before it), that in the end one kernel reads, and only broadcast along the rows
-        it loops over: inline there, computed once per row (one kernel fewer a mean)."""
+        it loops over: inline there, computed once per row (one kernel fewer a mean).
+        Again while any went inline: a mean that the variance's kernel read too has one
+        reader once the variance is inline (an inference LayerNorm)."""
+        while self._inline_row_stats_once():
+            pass
+
+    def _inline_row_stats_once(self) -> bool:
         readers: dict = {}  # id -> set of (reading kernel's root, read along its rows)
         for root in self.order:
             if id(root) in self.mat and root.buffer is None and root.op is not Op.COPY:
@@ -207,6 +213,7 @@ class _Planner:
                         continue
                     for i, s in enumerate(n.src):
                         stack.append((s,) + _below(n, i, crossed, row))
+        inlined = False
         for n in self.order:
             got = readers.get(id(n))
             if id(n) in self._fixed or not got or len(got) != 1 or not next(iter(got))[1] or \
@@ -214,6 +221,8 @@ class _Planner:
                 continue
             self.mat.discard(id(n))
             self._update(n)
+            inlined = True
+        return inlined
 
     def _reduces_inline(self, n: LazyBuffer) -> int:
         """How many reduces n's kernel computes (its tree down to stored nodes)."""
