@@ -202,7 +202,7 @@ static inline int in_place_a_$S(const problem *p, long i, long i1, long k0, long
   if (i1 - i < MR) return 0;
   if (kc <= 64 && consecutive(p->ak + k0, kc)) {
     long lda = p->am[i + 1] - p->am[i];
-    int even = lda >= kc || lda <= -kc;
+    int even = lda >= kc || lda <= -kc; /* rows apart: consecutive ones are case 1's */
     for (long r = 2; r < MR && even; r++) even = p->am[i + r] - p->am[i + r - 1] == lda;
     if (even) return 2;
   }
@@ -251,7 +251,8 @@ static void cols_$S(const problem *p, $T *c, const $T *b, long i0, long i1, long
   $T X[MR * $NR] __attribute__((aligned(64)));
   for (long j = j0; j < j1; j += $NR) {
     long nr = lmin($NR, j1 - j);
-    int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR) && !(p->far_b && ip[0] != 1), straight = nr == $NR && consecutive(p->cn + j, $NR);
+    int direct = !Bpre && nr == $NR && consecutive(p->bn + j, $NR) && !(p->far_b && ip[0] != 1);
+    int straight = nr == $NR && consecutive(p->cn + j, $NR);
     if (Bpre) Bp = ($T *)Bpre + (j / $NR * p->K + k0) * $NR;
     else if (!direct) pack_$S(Bp, $NR, b, p->bn + j, nr, p->bk + k0, kc);
     /* only the first row block fetches B from afar: later ones find it in cache */

@@ -198,9 +198,7 @@ class _Planner:
         readers: dict = {}  # id -> set of (reading kernel's root, read along its rows)
         for root in self.order:
             if id(root) in self.mat and root.buffer is None and root.op is not Op.COPY:
-                row = (root.shape, False) if self._row_loops(root) else None
-                stack = [(s,) + _below(root, i, False, row) for i, s in enumerate(root.src)]
-                seen = set()
+                stack, seen = self._root_stack(root), set()
                 while stack:
                     n, crossed, row = stack.pop()
                     key = (id(n), crossed, row)
@@ -289,11 +287,15 @@ class _Planner:
             val = root.src[2]
             if val.buffer is None and id(val) not in self.mat and self._summary(val)[0]:
                 self._materialize(_view_base(val, self._users))
-        row = (root.shape, False) if self._row_loops(root) else None
         while True:  # a cut made mid-walk changes the tree: walk again until none is made
-            cut, inlined = self._walk([(s,) + _below(root, i, False, row) for i, s in enumerate(root.src)])
+            cut, inlined = self._walk(self._root_stack(root))
             if not cut:
                 return inlined
+
+    def _root_stack(self, root: LazyBuffer) -> list:
+        """A walk's start: root's sources with their (crossed, row) states (see _below)."""
+        row = (root.shape, False) if self._row_loops(root) else None
+        return [(s,) + _below(root, i, False, row) for i, s in enumerate(root.src)]
 
     def _row_loops(self, n: LazyBuffer) -> bool:
         """Whether n's device runs a kernel's innermost dims as loops inside each
