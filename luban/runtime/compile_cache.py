@@ -73,6 +73,11 @@ def _host() -> str:
     return "\n".join([platform.machine(), *wanted])
 
 
+def compiler_version() -> str:
+    """The C compiler's path and `--version` output (what a cache key depends on)."""
+    return _identity(compiler())
+
+
 def key(source: str, flags) -> str:
     h = hashlib.sha256()
     for part in (source, _identity(compiler()), "\0".join(flags), _host()):
