@@ -799,3 +799,23 @@ def test_channel_sums_read_a_tile_of_channels_per_batch_row():
     for k, _, _ in cases:
         src = render(k)[0]
         assert re.search(r"for \(i64 r\d+ = 0; r\d+ < 6;.*\n\s*for \(i64 i\d+ = 0; i\d+ < \d+;", src), src
+
+
+@pytest.mark.parametrize("shape", [(64, 5), (7, 3), (6, 4, 5, 5), (9, 7), (4, 15), (8, 16)])
+def test_comparison_of_a_select_in_short_rows(shape):
+    """gcc 12 vectorized `c = max(x, t) != t; out = c ? g : 0` wrongly where it first
+    unrolled a row of 3, 5, 7 or 15 elements completely (cstyle keeps short inner loops
+    loops: `Dialect.keep_loop_pragma`): a ReLU's backward, which tests its output for 0,
+    gave garbage gradients. Every such pattern against NumPy."""
+    import luban
+    rng = np.random.default_rng(sum(shape))
+    xv, gv = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+    x, g = luban.tensor(xv, device="cpu"), luban.tensor(gv, device="cpu")
+    cases = [(luban.where(x.maximum(0.2) != 0.2, g * 2, 0.0), np.where(np.maximum(xv, 0.2) != 0.2, gv * 2, 0)),
+             (luban.where(x.maximum(0.0) > 0.3, g, 0.0), np.where(np.maximum(xv, 0) > 0.3, gv, 0)),
+             (luban.where(x.clamp(-0.5, 0.5) < 0.5, g, 1.0), np.where(np.clip(xv, -0.5, 0.5) < 0.5, gv, 1))]
+    for got, want in cases:
+        np.testing.assert_array_equal(got.numpy(), want.astype(np.float32))
+    xr = luban.tensor(xv, device="cpu", requires_grad=True)
+    (xr.relu() * g).sum().backward()
+    np.testing.assert_array_equal(xr.grad.numpy(), np.where(xv > 0, gv, 0))

@@ -57,7 +57,8 @@ static inline float luban_exp2f(float x) {
 """
 
 C = Dialect(prelude=PRELUDE, err_store="__atomic_store_n(err, 1, __ATOMIC_RELAXED);",
-            parallel_pragma="#pragma omp parallel for", simd_pragma="#pragma omp simd")
+            parallel_pragma="#pragma omp parallel for", simd_pragma="#pragma omp simd",
+            keep_loop_pragma="#pragma GCC unroll 1", array_attr=" __attribute__((aligned(64)))")
 
 
 def render(kernel: Kernel, caps: dict | None = None) -> Rendered:

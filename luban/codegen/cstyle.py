@@ -102,6 +102,15 @@ static inline float bf16_round_d(double d) { return bf16_round(round_odd_f(d)); 
 """
 
 
+# gcc 12 unrolls an innermost loop of up to 16 iterations completely, then vectorizes the
+# loop around it over the copies as interleaved groups, and there it miscompiled a
+# comparison of a select's result (`max(x, t) != t ? g : 0`, a ReLU's backward testing
+# its output for 0; rows of 3, 5, 7 or 15: wrong values, no error). Kept a loop
+# (Dialect.keep_loop_pragma) it vectorizes as one. (The flags that stop that unrolling
+# everywhere crashed other kernels and halved the GEMM.)
+SHORT_LOOP = 16
+
+
 @dataclass(frozen=True)
 class Dialect:
     """What one C-family language needs to say differently. Loops-style dialects leave
@@ -113,6 +122,12 @@ class Dialect:
     float_suffix: str = "f"  # float32 math names: "f" for C's expf; "" where names are overloaded
     parallel_pragma: str | None = None  # loops-style: the pragma that shares a loop among threads
     simd_pragma: str | None = None  # loops-style: the pragma that asks to vectorize a loop
+    # loops-style: the pragma that keeps a short innermost loop a loop (see SHORT_LOOP)
+    keep_loop_pragma: str | None = None
+    # after a local array's declaration: its alignment, stated (gcc 12 put a short one,
+    # kept in memory by a loop it did not unroll, in the red zone and stored to it with
+    # aligned vector moves that were not: a segfault)
+    array_attr: str = ""
     global_id: str | None = None  # work-item style: this item's index in the whole launch
     group_id: str | None = None  # ... its work-group's index
     local_id: str | None = None  # ... its index within the group
@@ -340,6 +355,8 @@ class _Emitter:
             pragma = [self.d.parallel_pragma + (f" collapse({k})" if k > 1 else "")]
         elif simd is not None and b.loops == 0 and self.d.simd_pragma:
             pragma = [self.d.simd_pragma + simd]
+        elif b.loops == 0 and self.d.keep_loop_pragma and str(n).isdigit() and int(n) <= SHORT_LOOP:
+            pragma = [self.d.keep_loop_pragma]
         parent = self.blocks[-1]
         inc = f"{name}++" if step == "1" else f"{name} += {step}"
         head = f"for (i64 {name} = {start}; {name} < {n}; {inc}) {{"
@@ -466,7 +483,7 @@ class _Renderer:
             # here, so the accumulation vectorizes and reads along it
             lv = self.tile[0]
             with em.at(len(em.blocks) - 2):  # the block around the output loop over lv
-                em.line(f"{acc_t} {acc}[{lv.n}];")
+                em.line(f"{acc_t} {acc}[{lv.n}]{self.d.array_attr};")
                 with em.loop(lv.name, lv.n, simd=""):
                     em.line(f"{acc}[{lv.name}] = {init};")
                 with ExitStack() as stack:
@@ -483,7 +500,7 @@ class _Renderer:
             lv = self.tile[0]
             part = em.fresh("part")
             with em.at(len(em.blocks) - 2):
-                em.line(f"{acc_t} {acc}[{lv.n}];")
+                em.line(f"{acc_t} {acc}[{lv.n}]{self.d.array_attr};")
                 with em.loop(lv.name, lv.n, simd=""):
                     em.line(f"{acc}[{lv.name}] = {init};")
                 with ExitStack() as stack:
