@@ -156,6 +156,19 @@ class Sigmoid(Function):
         return g.alu(Op.MUL, self.out.alu(Op.MUL, one_minus))
 
 
+class Relu(Function):
+    """max(x, 0), its gradient taken from the output as PyTorch does (g wherever out is
+    not 0: none at 0, passed through a nan): the backward keeps no x, so a Linear's GEMM
+    can end in the bias and the ReLU and store only the activation."""
+
+    def forward(self, x):
+        self.out = x.alu(Op.MAX, _c(x, 0))
+        return self.out
+
+    def backward(self, g):
+        return self.out.alu(Op.CMPNE, _c(self.out, 0)).alu(Op.WHERE, g, _c(g, 0))
+
+
 def _erf_parts(x: LazyBuffer) -> tuple:
     """(erf(x), exp(-x^2)), erf by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7). The
     second is computed on the way, and equal trees are one value in a kernel, so a caller

@@ -628,7 +628,7 @@ class Tensor:
         return self._float_unary(F.Erf)
 
     def relu(self):
-        return self.maximum(0) if not self.requires_grad else where(self > 0, self, 0.0)
+        return self.maximum(0) if not self.requires_grad else Tensor._apply(F.Relu, self)
 
     def abs(self):
         if self.dtype.is_bool:

@@ -387,3 +387,19 @@ def test_softmax_gradient_from_its_output(shape, dim):
     (yt * torch.tensor(gv)).sum().backward()
     np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_relu_gradient_from_its_output_as_torch(device):
+    """ReLU's backward reads its output as torch's does: no gradient at 0, through a nan
+    (torch.relu(nan) is nan with gradient 1), and the value itself keeps nan."""
+    torch = pytest.importorskip("torch")
+    xv = np.array([-2.0, -0.0, 0.0, 1e-30, 3.0, np.nan, -np.inf, np.inf], np.float32)
+    gv = np.arange(1, len(xv) + 1, dtype=np.float32)
+    x = luban.tensor(xv, requires_grad=True)
+    y = x.relu()
+    (y * luban.tensor(gv)).sum().backward()
+    xt = torch.tensor(xv, requires_grad=True)
+    yt = torch.relu(xt)
+    (yt * torch.tensor(gv)).sum().backward()
+    np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())
+    np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())

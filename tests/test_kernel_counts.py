@@ -387,3 +387,26 @@ def test_matmul_under_a_shared_residual_add_is_its_kernel(inputs):
     want = x.numpy() + (h.numpy() @ w.numpy()[:32] + b.numpy())
     for t, ref in zip(outs, (want.sum(1), want * 2, np.maximum(want, 0))):
         np.testing.assert_allclose(t.numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_relu_stores_only_the_activation(device):
+    """A Linear + ReLU's backward reads the ReLU's output, so the product is stored
+    nowhere: on a device claiming GEMMs it ends in the bias and the ReLU as epilogue, the
+    output gradient's in the ReLU mask. Two layers' training graph: 9 kernels (11 when
+    the backward redid the ReLU from the product)."""
+    from luban.schedule.fusion import create_schedule
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((64, 32)).astype(np.float32)
+    l1, l2 = luban.nn.Linear(32, 48), luban.nn.Linear(48, 16)
+    loss = l2(l1(luban.tensor(xv)).relu()).square().sum()
+    loss.backward()
+    params = (l1.weight, l1.bias, l2.weight, l2.bias)
+    items = [it for it in create_schedule([loss.lazydata] + [p.grad.lazydata for p in params]) if it.kernel]
+    assert len(items) == 9, [it.kernel.name for it in items]
+    w1, b1, w2, b2 = (p.detach().numpy().astype(np.float64) for p in params)
+    z = xv @ w1.T + b1
+    h = np.maximum(z, 0)
+    dout = 2 * (h @ w2.T + b2)
+    dz = (dout @ w2) * (z > 0)
+    for p, want in zip(params, (dz.T @ xv, dz.sum(0), dout.T @ h, dout.sum(0))):
+        np.testing.assert_allclose(p.grad.numpy(), want, rtol=1e-4, atol=1e-3)

@@ -297,6 +297,32 @@ class _Planner:
         row = (root.shape, False) if self._row_loops(root) else None
         return [(s,) + _below(root, i, False, row) for i, s in enumerate(root.src)]
 
+    def _cut_at(self, n: LazyBuffer) -> LazyBuffer:
+        """Where to store the work under a broadcast that starts at n: _view_base(n), or
+        the work itself where that is only a reshape adding or dropping 1s of it (the same
+        layout), other kernels read the work too, and it ends a whole-size reduce that
+        nothing else reads (a matmul's output with its bias and ReLU: the ReLU's
+        backward, reading the activation, loads it instead of redoing it, so the product
+        is stored nowhere and its GEMM takes the bias and ReLU as epilogue). Not where
+        the work reads a reduce stored anyway or broadcast (a LayerNorm's normalized
+        input: redone from the stored residual stream and row statistics)."""
+        best = _view_base(n, self._users)
+        work = best.src[0] if best.op is Op.RESHAPE else None
+        if work is None or work.buffer is not None or work.op not in ELEMENTWISE or \
+                _squeezed(best.shape) != _squeezed(work.shape) or len(self._users.get(id(work), ())) < 2:
+            return best
+        stack, seen, size = [work], set(), prod(work.shape)
+        while stack:
+            m = stack.pop()
+            if m.buffer is not None or id(m) in self.mat or id(m) in seen:
+                continue
+            seen.add(id(m))
+            if m.op in REDUCE and prod(m.shape) == size:
+                return work
+            if m.op in ELEMENTWISE or m.op is Op.RESHAPE:  # into what only this tree reads
+                stack.extend(src for src in m.src if len(self._users.get(id(src), ())) == 1)
+        return best
+
     def _row_loops(self, n: LazyBuffer) -> bool:
         """Whether n's device runs a kernel's innermost dims as loops inside each
         position of the outer ones (a value that only the outer index changes is computed
@@ -317,7 +343,7 @@ class _Planner:
             if n.op is Op.CONST or n.op is Op.IOTA:
                 continue
             if crossed and self._summary(n)[1]:
-                self._materialize(_view_base(n, self._users))
+                self._materialize(self._cut_at(n))
                 cut = True  # summaries above n changed
                 continue
             for i, s in enumerate(n.src):
