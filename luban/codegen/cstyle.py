@@ -355,7 +355,8 @@ class _Emitter:
             pragma = [self.d.parallel_pragma + (f" collapse({k})" if k > 1 else "")]
         elif simd is not None and b.loops == 0 and self.d.simd_pragma:
             pragma = [self.d.simd_pragma + simd]
-        elif b.loops == 0 and self.d.keep_loop_pragma and str(n).isdigit() and int(n) <= SHORT_LOOP:
+        elif b.loops == 0 and self.d.keep_loop_pragma and str(n).isdigit() and str(start).isdigit() and \
+                int(n) - int(start) <= SHORT_LOOP:
             pragma = [self.d.keep_loop_pragma]
         parent = self.blocks[-1]
         inc = f"{name}++" if step == "1" else f"{name} += {step}"
