@@ -27,8 +27,10 @@ WORKLOADS = ("W1", "W2", "W3", "W4")
 def rendered_sources(key: str, steps: int = 2) -> dict:
     """{kernel function name: C source} of every kernel rendered while running `steps`
     steps of workload `key` in a fresh in-process program cache."""
-    from bench.run import module
+    import importlib
+
     from bench.workloads.adapter import load
+    module = {"W1": "w1_mlp", "W2": "w2_cnn", "W3": "w3_gpt", "W4": "w4_bert"}[key]
     from luban.schedule import run as schedule_run
     got = {}
     wrapped = {}
@@ -44,7 +46,7 @@ def rendered_sources(key: str, steps: int = 2) -> dict:
     saved = dict(schedule_run._programs)
     schedule_run._programs.clear()  # so kernels an earlier workload compiled render again
     try:
-        w = module(key).build(load("luban"))
+        w = importlib.import_module("bench.workloads." + module).build(load("luban"))
         for _ in range(steps):
             w.step()
     finally:
@@ -57,7 +59,7 @@ def rendered_sources(key: str, steps: int = 2) -> dict:
 def table(key: str, sources: dict, flags) -> tuple[list, list]:
     """(summary row, lines naming each loop not vectorized) for one workload."""
     from luban.runtime import vectorization
-    loops = total = reading = vec = vec_reading = 0
+    total = reading = vec = vec_reading = 0
     missed = []
     for name in sorted(sources):
         for loop in vectorization.report(sources[name], flags):
@@ -68,7 +70,6 @@ def table(key: str, sources: dict, flags) -> tuple[list, list]:
             if not loop.vectorized:
                 missed.append(f"| {key} | `{name}` | `{loop.header}` | {'yes' if loop.reads_input else 'no'} | "
                               f"{loop.reason} |")
-        loops += 1
     return [key, len(sources), total, vec, reading, vec_reading], missed
 
 
