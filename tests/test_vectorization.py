@@ -71,7 +71,7 @@ def test_inner_loops_reading_inputs_vectorize(cpu, pattern):
     assert any(loop.reads_input for _, loop in loops)
 
 
-def test_generated_matmul_vectorizes(cpu, monkeypatch):
+def test_generated_matmul_vectorizes(cpu):
     """The generated matmul (the path a device without a GEMM claim runs): its inner loop
     along the output's last dim vectorizes."""
     loops = _loops(_t(64, 96) @ _t(96, 80, seed=1))

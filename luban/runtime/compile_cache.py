@@ -80,7 +80,7 @@ def compiler_version() -> str:
 
 def key(source: str, flags) -> str:
     h = hashlib.sha256()
-    for part in (source, _identity(compiler()), "\0".join(flags), _host()):
+    for part in (source, compiler_version(), "\0".join(flags), _host()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

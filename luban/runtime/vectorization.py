@@ -9,11 +9,11 @@ places an `omp simd` loop's report on its pragma or body, a plain loop's on its 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass
 
 from . import compile_cache
 
@@ -23,7 +23,7 @@ _NEST = ("not vectorized: loop nest", "not vectorized: multiple nested loops")
 NO_REPORT = "no report (turned into a library call such as memset, or unrolled away)"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Loop:
     """An innermost loop: its header's line (1-based), the lines it spans (pragma to
     closing brace), its header's text, whether it reads a kernel input (in0, in1, ...),
@@ -80,8 +80,10 @@ def report(source: str, flags) -> list[Loop]:
     out = []
     for loop in innermost_loops(source):
         mine = [(kind, msg) for line, kind, msg in found if loop.first <= line <= loop.last]
-        done = any(kind == "optimized" and msg.startswith("loop vectorized") for kind, msg in mine)
-        why = next((msg for kind, msg in mine if kind == "missed" and msg.startswith("not vectorized")),
-                   "" if done else next((msg for kind, msg in mine if kind == "missed"), NO_REPORT))
-        out.append(Loop(loop.line, loop.first, loop.last, loop.header, loop.reads_input, done, "" if done else why))
+        missed = [msg for kind, msg in mine if kind == "missed"]
+        if any(kind == "optimized" and msg.startswith("loop vectorized") for kind, msg in mine):
+            out.append(dataclasses.replace(loop, vectorized=True))
+        else:  # gcc's reason where it gave one, else its bare "couldn't vectorize"
+            why = next((msg for msg in missed if msg.startswith("not vectorized")), missed[0] if missed else NO_REPORT)
+            out.append(dataclasses.replace(loop, reason=why))
     return out
