@@ -679,6 +679,13 @@ class Tensor:
     def _floaty(self) -> "Tensor":
         return self if self.dtype.is_float else self.float()
 
+    def _wide(self) -> "Tensor":
+        """self in float32 where it is float16 or bfloat16: PyTorch computes a softmax or a
+        variance of a half-precision tensor in float32 and rounds the result once (in half
+        precision, each of the max, the exps, the sum and the quotient rounds: twice the
+        error)."""
+        return self.float() if self.dtype in (dtypes.float16, dtypes.bfloat16) else self
+
     def lerp(self, end, weight):
         return self + (end - self) * weight
 
@@ -791,8 +798,10 @@ class Tensor:
         corr = 1 if correction is None and unbiased in (None, True) else (0 if correction is None else correction)
         axes = self._axes(dim, "var")
         n = prod(self.shape[a] for a in axes) if self.ndim else 1
-        diff = self - self.mean(axes, keepdim=True)
-        return (diff * diff).sum(axes, keepdim) * (1 / max(n - corr, 0) if n - corr > 0 else math.nan)
+        x = self._wide()
+        diff = x - x.mean(axes, keepdim=True)
+        out = (diff * diff).sum(axes, keepdim) * (1 / max(n - corr, 0) if n - corr > 0 else math.nan)
+        return out.cast(self.dtype) if x is not self else out
 
     def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, correction=None) -> "Tensor":
         return _sqrt_zero_grad_at_zero(self.var(dim, unbiased, keepdim, correction))
@@ -810,8 +819,9 @@ class Tensor:
     def softmax(self, dim: int = -1, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else self._floaty()
         with F.no_grad():
-            e = (x - x.amax(dim, keepdim=True)).exp()
-            out = e / e.sum(dim, keepdim=True)
+            w = x._wide()
+            e = (w - w.amax(dim, keepdim=True)).exp()
+            out = (e / e.sum(dim, keepdim=True)).cast(x.dtype)
         return x._softmax_of(out, dim)
 
     def _softmax_of(self, out: "Tensor", dim: int) -> "Tensor":
@@ -822,9 +832,10 @@ class Tensor:
 
     def log_softmax(self, dim: int = -1, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else self._floaty()
-        m = x.amax(dim, keepdim=True).detach()
-        shifted = x - where(m.isinf(), 0.0, m)  # exact for the max itself, unlike x - logsumexp
-        return shifted - shifted.exp().sum(dim, keepdim=True).log()
+        w = x._wide()
+        m = w.amax(dim, keepdim=True).detach()
+        shifted = w - where(m.isinf(), 0.0, m)  # exact for the max itself, unlike x - logsumexp
+        return (shifted - shifted.exp().sum(dim, keepdim=True).log()).cast(x.dtype)
 
     def cumsum(self, dim: int, dtype=None) -> "Tensor":
         x = self.cast(dtype) if dtype is not None else (self if self.dtype.is_float else self.cast(dtypes.int64))
