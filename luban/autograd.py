@@ -75,6 +75,13 @@ class Function:
     def __init__(self, needs: tuple):
         self.needs_input_grad = needs
         self.parents: tuple = ()
+        # each parent's Function when this one was applied (None: a leaf). The graph is
+        # walked through these, not through the parents' current `_ctx`: an in-place op
+        # later rebinds a tensor's `_ctx`, and an earlier use of it must still send its
+        # gradient to the value it read (a = t * 1; b = a * 2; a.mul_(3): b's gradient
+        # reaches t times 2, not times 6)
+        self.parent_ctxs: tuple = ()
+        self.output = None  # weakref to the tensor this Function's result is bound to (retain_grad)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError
@@ -434,41 +441,52 @@ def backward(root, grad: LazyBuffer, make_tensor, retain_graph: bool = False) ->
     """Accumulate d(root)/d(leaf) into every leaf's `.grad`.
 
     make_tensor(lazybuffer) wraps a LazyBuffer for `.grad`; the frontend supplies it.
+    The graph's nodes are Functions, each reached through the `parent_ctxs` its consumers
+    recorded (see Function).
     """
     order, seen = [], set()
-    stack = [(root, False)]
+    stack = [(root._ctx, False)]
     while stack:  # iterative topological sort: graphs of real models are deep
-        t, done = stack.pop()
+        ctx, done = stack.pop()
         if done:
-            order.append(t)
+            order.append(ctx)
             continue
-        if id(t) in seen or t._ctx is None:
+        if id(ctx) in seen:
             continue
-        seen.add(id(t))
-        stack.append((t, True))
-        stack.extend((p, False) for p in t._ctx.parents if p._ctx is not None and id(p) not in seen)
+        seen.add(id(ctx))
+        stack.append((ctx, True))
+        stack.extend((c, False) for c in ctx.parent_ctxs if c is not None and id(c) not in seen)
 
-    grads = {id(root): grad}
-    for t in reversed(order):
-        g = grads.pop(id(t), None)
+    grads = {id(root._ctx): grad}
+    for ctx in reversed(order):
+        g = grads.pop(id(ctx), None)
         if g is None:
             continue
-        ctx = t._ctx
-        if t._retains_grad:
-            t.grad = make_tensor(g) if t.grad is None else make_tensor(t.grad.lazydata.alu(Op.ADD, g))
+        out = ctx.output() if ctx.output is not None else None
+        if out is not None and out._retains_grad and out._ctx is ctx:
+            out.grad = make_tensor(g) if out.grad is None else make_tensor(out.grad.lazydata.alu(Op.ADD, g))
         res = ctx.backward(g)
         if not isinstance(res, tuple):
             res = (res,)
-        for p, pg in zip(ctx.parents, res):
-            if pg is None or not p.requires_grad:
+        for p, pctx, needs, pg in zip(ctx.parents, ctx.parent_ctxs, ctx.needs_input_grad, res):
+            if pg is None or not needs:
                 continue
             assert pg.shape == p.shape, f"{type(ctx).__name__} backward: grad {pg.shape} for input {p.shape}"
             if pg.dtype is not p.dtype:
                 pg = pg.cast(p.dtype)
-            if p._ctx is None:  # a leaf
+            if pctx is None:  # a leaf
                 p.grad = make_tensor(pg) if p.grad is None else make_tensor(p.grad.lazydata.alu(Op.ADD, pg))
             else:
-                prev = grads.get(id(p))
-                grads[id(p)] = pg if prev is None else prev.alu(Op.ADD, pg)
+                prev = grads.get(id(pctx))
+                grads[id(pctx)] = pg if prev is None else prev.alu(Op.ADD, pg)
         if not retain_graph:
-            t._ctx = Freed(type(ctx).__name__)
+            _free(ctx)
+
+
+def _free(ctx: Function) -> None:
+    """Turn ctx into a Freed in place: every tensor and consumer that refers to it then
+    says why a second backward() fails, and what it saved goes."""
+    name = type(ctx).__name__
+    ctx.__dict__.clear()
+    ctx.__class__ = Freed
+    Freed.__init__(ctx, name)

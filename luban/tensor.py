@@ -7,6 +7,7 @@ autograd Functions; nothing here touches device memory except the edges
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Sequence
 
 import numpy as np
@@ -100,8 +101,10 @@ class Tensor:
         ctx = fn_cls(needs)
         out = ctx.forward(*[p.lazydata for p in parents], **kwargs)
         if F.is_grad_enabled() and any(needs):
-            ctx.parents = parents
-            return Tensor._wrap(out, ctx, True)
+            ctx.parents, ctx.parent_ctxs = parents, tuple(p._ctx for p in parents)
+            t = Tensor._wrap(out, ctx, True)
+            ctx.output = weakref.ref(t)
+            return t
         return Tensor._wrap(out)
 
     def _const(self, value, dtype: DType | None = None, shape=None) -> "Tensor":
@@ -1148,6 +1151,8 @@ class Tensor:
         self.lazydata = result.lazydata
         if not self.is_leaf or (result.requires_grad and F.is_grad_enabled()):
             self._ctx, self.requires_grad = result._ctx, result.requires_grad or self.requires_grad
+            if self._ctx is not None:  # (earlier uses of self keep the Function they recorded)
+                self._ctx.output = weakref.ref(self)
         return self
 
     def _snapshot(self) -> "Tensor":

@@ -403,3 +403,58 @@ def test_relu_gradient_from_its_output_as_torch(device):
     (yt * torch.tensor(gv)).sum().backward()
     np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())
     np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+
+
+def _set_evens(a, inplace):
+    key = (slice(None), slice(0, None, 2))
+    if inplace:
+        a[key] = a[key] * 3.0 + 1.0
+        return a
+    mask = np.zeros(tuple(a.shape), np.float32)
+    mask[key] = 1.0  # the reference (PyTorch): a + (2a + 1) on the evens
+    return a + pytest.importorskip("torch").from_numpy(mask) * (a * 2.0 + 1.0)
+
+
+IN_PLACE_AFTER_USE = {
+    # each op in place (luban) or out of place (the reference: PyTorch refuses a gradient
+    # through a value it saved and an in-place op changed, where luban's values cannot change)
+    "mul_": lambda a, inplace: a.mul_(3.0) if inplace else a * 3.0,
+    "add_": lambda a, inplace: a.add_(a * 0.5) if inplace else a + a * 0.5,
+    "relu_": lambda a, inplace: a.relu_() if inplace else a.relu(),
+    "setitem from itself": _set_evens,
+    "twice": lambda a, inplace: a.mul_(2.0).add_(1.0).mul_(a) if inplace else (a * 2.0 + 1.0) * (a * 2.0 + 1.0),
+}
+
+
+def _after_use(t, case: str, inplace: bool):
+    a = t * 1.5 - 0.25
+    b = a * a  # reads a before the op
+    a = IN_PLACE_AFTER_USE[case](a, inplace)
+    return (a * 2 + b + a.exp()).sum()
+
+
+@pytest.mark.parametrize("case", IN_PLACE_AFTER_USE)
+def test_in_place_op_after_a_use_keeps_that_use_s_gradient(case):
+    """luban's graph once walked a tensor's current Function: b = a * a, then a.mul_(3)
+    sent b's gradient through the multiply by 3 too (a wrong gradient, silently)."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    tt, lt = torch.from_numpy(x).requires_grad_(), luban.tensor(x, requires_grad=True)
+    _after_use(tt, case, inplace=False).backward()
+    _after_use(lt, case, inplace=True).backward()
+    np.testing.assert_allclose(lt.grad.numpy(), tt.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_retain_grad_after_an_in_place_op_sees_the_new_value_s_gradient():
+    torch = pytest.importorskip("torch")
+    x = np.arange(1, 6, dtype=np.float32).reshape(1, 5)
+    grads = []
+    for lib in (torch, luban):
+        t = lib.tensor(x, requires_grad=True)
+        y = t * 1.0
+        y[:, 0::2] = y[:, 0::2] * 3.0 + 1.0
+        y.retain_grad()
+        (y * y).sum().backward()
+        grads.append((t.grad.numpy(), y.grad.numpy()))
+    for got, want in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(got, want)
