@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ml_dtypes
 
-from ... import dtypes
 from ...autograd import Function, no_grad
 from ...schedule import realize
 from ...tensor import Tensor
@@ -49,18 +48,14 @@ def _normalize(x: Tensor, axes: tuple, eps: float, moments=None) -> Tensor:
     return Tensor._apply(_Normalize, x, axes=axes, eps=eps, moments=moments)
 
 
-def _half(x: Tensor) -> bool:
-    return x.dtype in (dtypes.float16, dtypes.bfloat16)
-
-
 def _in_float32(input: Tensor, fn) -> Tensor:
-    """fn(input), for a float16 or bfloat16 input computed in float32 and rounded once to
-    the input's dtype, as PyTorch does (its output has the input's dtype whatever the
-    weight's). Normalizing in half precision rounds the mean, the variance and x - mean
-    each: a bfloat16 LayerNorm over short rows was off by up to 0.13, PyTorch's by 0.004."""
-    if not _half(input):
-        return fn(input)
-    return fn(input.float()).cast(input.dtype)
+    """fn(input), for a float16 or bfloat16 input computed in float32 (Tensor._wide) and
+    rounded once to the input's dtype, as PyTorch does (its output has the input's dtype
+    whatever the weight's). Normalizing in half precision rounds the mean, the variance and
+    x - mean each: a bfloat16 LayerNorm over short rows was off by up to 0.13, PyTorch's by
+    0.004."""
+    wide = input._wide()
+    return fn(input) if wide is input else fn(wide).cast(input.dtype)
 
 
 def _affine(out: Tensor, weight, bias, shape: tuple) -> Tensor:
@@ -90,7 +85,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
         _check_channels(name, t, c)
-    if _half(input):  # (the running statistics keep their own dtype: copy_ rounds into it)
+    if input._wide() is not input:  # (the running statistics keep their own dtype: copy_ rounds into it)
         return _in_float32(input, lambda x: batch_norm(x, running_mean, running_var, weight, bias, training,
                                                         momentum, eps))
     shape = (1, c) + (1,) * (input.ndim - 2)
